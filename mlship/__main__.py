@@ -1,0 +1,3 @@
+from mlship.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""A model's life: train, evaluate, package, version, publish; its inference handlers and its server."""

@@ -1,0 +1,1 @@
+"""Watching a deployed model: capture reading, baselines, checks, drift, model quality, alerts, reports."""

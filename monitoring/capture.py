@@ -1,0 +1,162 @@
+"""SageMaker data capture records: the one place that reads and writes them.
+
+A record is one JSON object a line (see shared/DESIGN.md, "File formats"):
+
+    {"captureData": {"endpointInput": {...}, "endpointOutput": {...}},
+     "eventMetadata": {"eventId": "...", "inferenceId": "...", "inferenceTime": "2026-01-02T03:04:05Z"},
+     "eventVersion": "0"}
+
+Files live under `<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/<MM>-<SS>-<mmm>-<uuid>.jsonl`.
+The server writes records with `CaptureRecord.to_line`; the monitor reads them with
+`parse_line`, which never raises on a bad line but says why it could not use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+
+import orjson
+
+ENCODINGS = ("CSV", "JSON", "BASE64")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class CaptureFormatError(ValueError):
+    """A line that is not a usable capture record; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedPayload:
+    """One side of a captured request: what came in, or what went out."""
+
+    content_type: str
+    data: str
+    encoding: str  # one of ENCODINGS
+
+    @classmethod
+    def from_bytes(cls, body: bytes, content_type: str) -> CapturedPayload:
+        """Chooses the encoding SageMaker would: CSV and JSON as text, anything else as BASE64."""
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        encoding = "CSV" if media_type == "text/csv" else "JSON" if media_type.endswith("json") else "BASE64"
+        if encoding != "BASE64":
+            try:
+                return cls(content_type, body.decode("utf-8"), encoding)
+            except UnicodeDecodeError:
+                encoding = "BASE64"
+        return cls(content_type, base64.b64encode(body).decode("ascii"), encoding)
+
+    def text(self) -> str:
+        """The payload as text, whatever its encoding; BASE64 is decoded as UTF-8."""
+        if self.encoding == "BASE64":
+            try:
+                return base64.b64decode(self.data, validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError) as error:
+                raise CaptureFormatError(f"BASE64 payload is not UTF-8 text: {error}") from None
+        return self.data
+
+    def media_type(self) -> str:
+        """The content type without parameters, lower case: `text/csv`, `application/json`."""
+        return self.content_type.split(";", 1)[0].strip().lower()
+
+    def _as_json(self, mode: str) -> dict:
+        return {"observedContentType": self.content_type, "mode": mode, "data": self.data, "encoding": self.encoding}
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord:
+    event_id: str
+    inference_time: datetime | None  # None when the record's time could not be parsed
+    inference_id: str | None = None
+    input: CapturedPayload | None = None
+    output: CapturedPayload | None = None
+
+    @classmethod
+    def new(
+        cls,
+        input: CapturedPayload | None,
+        output: CapturedPayload | None,
+        inference_id: str | None = None,
+        at: datetime | None = None,
+    ) -> CaptureRecord:
+        """A record for a request answered now (or `at`), with a fresh event id."""
+        when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        return cls(str(uuid.uuid4()), when, inference_id or None, input, output)
+
+    def to_line(self) -> bytes:
+        """The record as one JSON line, newline included, as SageMaker writes it."""
+        capture: dict = {}
+        if self.input is not None:
+            capture["endpointInput"] = self.input._as_json("INPUT")
+        if self.output is not None:
+            capture["endpointOutput"] = self.output._as_json("OUTPUT")
+        metadata: dict = {"eventId": self.event_id}
+        if self.inference_id:
+            metadata["inferenceId"] = self.inference_id
+        if self.inference_time is not None:
+            metadata["inferenceTime"] = self.inference_time.strftime(_TIME_FORMAT)
+        record = {"captureData": capture, "eventMetadata": metadata, "eventVersion": "0"}
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def parse_time(text: str) -> datetime | None:
+    """Parses SageMaker's inferenceTime (`2026-01-02T03:04:05Z`, fractions allowed); None if it cannot."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _payload(side: object, name: str) -> CapturedPayload | None:
+    if side is None:
+        return None
+    if not isinstance(side, dict) or not isinstance(side.get("data"), str):
+        raise CaptureFormatError(f"{name} has no text 'data'")
+    encoding = str(side.get("encoding", "CSV")).upper()
+    if encoding not in ENCODINGS:
+        raise CaptureFormatError(f"{name} has encoding {encoding!r}; allowed: {', '.join(ENCODINGS)}")
+    return CapturedPayload(str(side.get("observedContentType", "")), side["data"], encoding)
+
+
+def parse_line(line: bytes | str) -> CaptureRecord:
+    """One capture line as a record. Raises CaptureFormatError naming what is wrong.
+
+    An unparseable inferenceTime is not an error: the record comes back with
+    `inference_time=None` so that the caller can count it and go on.
+    """
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise CaptureFormatError(f"not JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise CaptureFormatError("not a JSON object")
+    capture = raw.get("captureData")
+    metadata = raw.get("eventMetadata")
+    if not isinstance(capture, dict) or not isinstance(metadata, dict):
+        raise CaptureFormatError("missing 'captureData' or 'eventMetadata'")
+    inference_id = metadata.get("inferenceId")
+    return CaptureRecord(
+        event_id=str(metadata.get("eventId", "")),
+        inference_time=parse_time(metadata.get("inferenceTime", "")),
+        inference_id=str(inference_id) if inference_id else None,
+        input=_payload(capture.get("endpointInput"), "endpointInput"),
+        output=_payload(capture.get("endpointOutput"), "endpointOutput"),
+    )
+
+
+def hour_folder(endpoint: str, variant: str, at: datetime) -> PurePosixPath:
+    """`<endpoint>/<variant>/yyyy/mm/dd/hh`, the folder SageMaker writes an hour's capture into."""
+    at = at.astimezone(timezone.utc)
+    return PurePosixPath(endpoint, variant, f"{at:%Y}", f"{at:%m}", f"{at:%d}", f"{at:%H}")
+
+
+def file_name(opened_at: datetime) -> str:
+    """`<MM>-<SS>-<mmm>-<uuid>.jsonl`, named for the moment the file was opened."""
+    at = opened_at.astimezone(timezone.utc)
+    return f"{at:%M}-{at:%S}-{at.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
