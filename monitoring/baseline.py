@@ -17,6 +17,7 @@ from mlship.errors import UserError
 from monitoring import multivariate
 from monitoring.formats import (
     CONSTRAINTS_FILE,
+    OUTPUT_FEATURES,
     STATISTICS_FILE,
     Constraints,
     FeatureConstraints,
@@ -52,7 +53,7 @@ def write_baseline(frame: pandas.DataFrame, out_dir: Path, exclude: Sequence[str
     out_dir = Path(out_dir)
     statistics_path = write_statistics(out_dir / STATISTICS_FILE, statistics)
     constraints_path = write_constraints(out_dir / CONSTRAINTS_FILE, constraints)
-    numeric = [f.name for f in statistics.features if f.is_numeric]
+    numeric = [f.name for f in statistics.features if f.is_numeric and f.name not in OUTPUT_FEATURES]
     model = multivariate.fit(_numeric_matrix(frame, numeric), numeric)
     if model is not None:
         multivariate.write(out_dir / multivariate.FILE, model)

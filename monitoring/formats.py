@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from mlship.errors import UserError
 
 STATISTICS_FILE = "statistics.json"
@@ -27,6 +29,9 @@ MODEL_QUALITY_VIOLATIONS_FILE = "model_quality_constraint_violations.json"
 DRIFT_FILE = "drift.json"
 SUMMARY_FILE = "summary.json"
 
+# The model's output as the feature schema names it: in a baseline, features by these names
+# describe the predictions (prediction drift), not the model's input.
+OUTPUT_FEATURES = ("probability", "label")
 NUMERIC_TYPES = ("Integral", "Fractional")
 INFERRED_TYPES = (*NUMERIC_TYPES, "String", "Unknown")
 CHECK_TYPES = (
@@ -346,7 +351,7 @@ def write_json(path: Path, document: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+    temporary.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE))
     os.replace(temporary, path)
     return path
 
@@ -392,3 +397,9 @@ def _finite(value: float | None) -> float | None:
 def _choose(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{key} is {value!r}; allowed: {', '.join(allowed)}")
+
+
+def write_model_quality_violations(path: Path, violations: list[Violation]) -> Path:
+    """Model-quality violations name the metric (`metric_name`), as Model Monitor's model-quality job writes them."""
+    return write_json(path, {"violations": [
+        {"constraint_check_type": v.constraint_check_type, "description": v.description, "metric_name": v.feature_name} for v in violations]})

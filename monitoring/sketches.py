@@ -25,13 +25,32 @@ def new_sketch() -> kll_doubles_sketch:
     return kll_doubles_sketch(SKETCH_K)
 
 
+def levels(sketch: kll_doubles_sketch) -> list[np.ndarray]:
+    """The sketch's retained items, level by level, read from its serialized form.
+
+    DataSketches' Python iterator reports weight 1 for every item after a merge that
+    leaves level 0 empty, so the levels come from the serialization (KLL format, serial
+    version 2: an 8-byte preamble; then n, min_k, the level count and the level offsets;
+    then min, max and the retained items).
+    """
+    blob = sketch.serialize()
+    flags = blob[3]
+    if flags & 1:  # empty
+        return []
+    if flags & 4:  # a single item: no level offsets, no min and max
+        return [np.frombuffer(blob, dtype="<f8", count=1, offset=8).copy()]
+    num_levels = blob[18]
+    offsets = np.frombuffer(blob, dtype="<u4", count=num_levels, offset=20).astype(np.int64)
+    items_at = 20 + 4 * num_levels + 16  # after the level offsets, min and max
+    retained = sketch.num_retained
+    items = np.frombuffer(blob, dtype="<f8", count=retained, offset=items_at)
+    bounds = np.append(offsets - offsets[0], retained)
+    return [items[bounds[i]:bounds[i + 1]].copy() for i in range(num_levels)]
+
+
 def to_layout(sketch: kll_doubles_sketch) -> Sketch:
-    """The sketch's retained items grouped by level (weight 2**level), Model Monitor's layout."""
-    by_level: dict[int, list[float]] = {}
-    for item, weight in sketch:
-        by_level.setdefault(int(weight).bit_length() - 1, []).append(float(item))
-    levels = [sorted(by_level.get(level, [])) for level in range(max(by_level, default=-1) + 1)]
-    return Sketch(SKETCH_K, SKETCH_C, levels)
+    """Model Monitor's layout: the items of level 0, level 1, ... (an item on level i weighs 2**i)."""
+    return Sketch(SKETCH_K, SKETCH_C, [sorted(level.tolist()) for level in levels(sketch)])
 
 
 class WeightedCdf:
@@ -52,8 +71,7 @@ class WeightedCdf:
 
     @classmethod
     def from_sketch(cls, sketch: kll_doubles_sketch) -> WeightedCdf:
-        pairs = np.array(list(sketch), dtype=float).reshape(-1, 2)
-        return cls(pairs[:, 0], pairs[:, 1])
+        return cls.from_layout(to_layout(sketch))
 
     @property
     def empty(self) -> bool:
