@@ -163,11 +163,14 @@ class FrameSide:
     def statistics(self) -> list[FeatureStatistics]:
         return [state.statistics(name) for name, state in zip(self.names, self.states)]
 
-    def add_csv(self, payloads: list[str]) -> pandas.DataFrame | None:
-        """Parses CSV payloads (one or many rows each, no header) and folds them in; returns the rows."""
+    def add_csv(self, payloads: list[str] | list[bytes]) -> dict[int, np.ndarray] | None:
+        """Parses CSV payloads (one or many rows each, no header) and folds them in; returns the numeric columns."""
         if not payloads:
             return None
-        blob = "\n".join(payloads).encode()
+        try:
+            blob = b"\n".join(payloads)
+        except TypeError:  # some payloads came as text (records read the slow way)
+            blob = b"\n".join(p if isinstance(p, bytes) else p.encode() for p in payloads)
         if b"\r" in blob:
             blob = blob.replace(b"\r", b"")
         width = len(self.names)
@@ -190,8 +193,7 @@ class FrameSide:
             # Stray quotes and the like: the standard library's reader takes each line as it comes.
             rows = [row[:width] + [None] * (width - len(row)) for row in csv.reader(blob.decode("utf-8", "replace").splitlines()) if row]
             frame = pandas.DataFrame(rows, columns=range(width), dtype=object).replace("", None)
-        self._add(frame)
-        return frame
+        return self._add(frame)
 
     def _reshape(self, lines: list[str], odd: np.ndarray) -> str:
         """Pads rows with too few fields and cuts rows with too many, counting both."""
@@ -209,16 +211,16 @@ class FrameSide:
             lines[index] = ",".join(fields)
         return "\n".join(lines)
 
-    def add_rows(self, rows: list[list]) -> pandas.DataFrame | None:
+    def add_rows(self, rows: list[list]) -> dict[int, np.ndarray] | None:
         """Rows already split into values (from JSON payloads), in feature order, None for missing."""
         if not rows:
             return None
-        frame = pandas.DataFrame(rows, columns=range(len(self.names)), dtype=object)
-        self._add(frame)
-        return frame
+        return self._add(pandas.DataFrame(rows, columns=range(len(self.names)), dtype=object))
 
-    def _add(self, frame: pandas.DataFrame) -> None:
+    def _add(self, frame: pandas.DataFrame) -> dict[int, np.ndarray]:
+        """Folds a batch in; returns the numeric columns as floats (NaN = missing or not a number)."""
         self.columns.rows += len(frame)
+        numeric: dict[int, np.ndarray] = {}
         for j, state in enumerate(self.states):
             column = frame[j]
             if isinstance(state, StringState):
@@ -230,7 +232,9 @@ class FrameSide:
                 wrong = present - int(column.notna().sum())
             else:
                 wrong = 0
-            state.add(column.to_numpy(dtype=np.float64, na_value=np.nan), wrong)
+            numeric[j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            state.add(numeric[j], wrong)
+        return numeric
 
 
 class Window:
@@ -260,10 +264,9 @@ class Window:
             self.capture_counts[key] = self.capture_counts.get(key, 0) + value
 
     def add_inputs(self, csv_payloads: list[str], json_payloads: list[str]) -> None:
-        for frame in (self.inputs.add_csv(csv_payloads), self.inputs.add_rows(self._json_rows(json_payloads, self.inputs, "instances"))):
-            if frame is not None and self.pca_columns is not None:
-                matrix = frame[self.pca_columns].apply(pandas.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-                self.pca_errors.add(self.pca.errors(matrix), 0)
+        for numeric in (self.inputs.add_csv(csv_payloads), self.inputs.add_rows(self._json_rows(json_payloads, self.inputs, "instances"))):
+            if numeric is not None and self.pca_columns is not None:
+                self.pca_errors.add(self.pca.errors(np.column_stack([numeric[j] for j in self.pca_columns])), 0)
 
     def add_outputs(self, csv_payloads: list[str], json_payloads: list[str]) -> None:
         self.outputs.add_csv(csv_payloads)

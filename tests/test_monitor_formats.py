@@ -126,3 +126,18 @@ def test_baseline_refuses_unknown_excluded_column_and_empty_data(training, tmp_p
     with pytest.raises(UserError, match="no rows"):
         write_baseline(training.iloc[:0], tmp_path)
     assert not (tmp_path / "statistics.json").exists()
+
+
+def test_sketch_layout_of_a_merged_sketch_keeps_every_weight():
+    # DataSketches' iterator reports weight 1 after such a merge; the layout must not.
+    from monitoring.sketches import new_sketch, to_layout
+
+    rng = np.random.default_rng(3)
+    merged, other = new_sketch(), new_sketch()
+    merged.update(rng.random(10_000))
+    other.update(rng.random(10_000) ** 2)
+    merged.merge(other)
+    layout = to_layout(merged)
+    assert sum(len(level) * 2**i for i, level in enumerate(layout.levels)) == 20_000
+    points = np.linspace(0, 1, 21)
+    assert np.allclose(WeightedCdf.from_layout(layout).at(points), merged.get_cdf(points.tolist())[:-1])

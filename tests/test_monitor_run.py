@@ -184,3 +184,24 @@ def test_command_line_exit_codes(baseline, tmp_path, capsys):
     assert mlship(["monitor", "run", "--capture", str(tmp_path / "calm"), "--baseline", str(tmp_path), "--out", str(tmp_path / "o4")]) == 2
     assert mlship(["monitor", "run", "--capture", str(tmp_path / "calm"), "--baseline", str(baseline), "--out", str(tmp_path / "o5"), "--start", "yesterday"]) == 2
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o5").exists()
+
+
+def test_multi_row_payloads_and_inference_ids_match_ground_truth(baseline, tmp_path):
+    rows = synthetic.csv_rows(synthetic.frame(6, seed=8))
+    lines = [
+        CaptureRecord.new(CapturedPayload("text/csv", rows[0], "CSV"), CapturedPayload("text/csv", "0.9,1", "CSV"), inference_id="a", at=START).to_line(),
+        CaptureRecord.new(CapturedPayload("text/csv", rows[1], "CSV"), CapturedPayload("text/csv", "0.2,0", "CSV"), at=START).to_line(),
+        # two rows in one request: JSON escapes the newline, so this record takes the general path
+        CaptureRecord.new(CapturedPayload("text/csv", rows[2] + "\n" + rows[3] + "\n", "CSV"), CapturedPayload("text/csv", "0.8,1\n0.1,0\n", "CSV"), inference_id="b", at=START).to_line(),
+    ]
+    (tmp_path / "capture.jsonl").write_bytes(b"".join(lines))
+    second = json.loads(lines[1])["eventMetadata"]["eventId"]
+    truth = [{"groundTruthData": {"data": "0", "encoding": "CSV"}, "eventMetadata": {"eventId": "a"}},  # inferenceId a: wrong
+             {"groundTruthData": {"data": "0", "encoding": "CSV"}, "eventMetadata": {"eventId": second}},  # right
+             {"groundTruthData": {"data": "1,0", "encoding": "CSV"}, "eventMetadata": {"eventId": "b"}}]  # both right
+    (tmp_path / "truth.jsonl").write_bytes(b"\n".join(orjson.dumps(t) for t in truth))
+    result = run(RunOptions(capture=str(tmp_path / "capture.jsonl"), baseline=baseline, out=tmp_path / "out",
+                            ground_truth=str(tmp_path / "truth.jsonl"), workers=1))
+    assert result.summary["records"] == 3 and result.summary["rows"] == 4
+    assert result.summary["model_quality"]["rows_with_ground_truth"] == 4
+    assert result.summary["model_quality"]["accuracy"] == pytest.approx(0.75)
