@@ -76,7 +76,7 @@ def list_files(location: Location, access: S3Access, start: datetime | None = No
     if location.path is not None:
         if location.path.is_file():
             return [(str(location.path), location.path.stat().st_size)]
-        found = sorted(p for p in location.path.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".json", ".jsonlines"))
+        found = sorted(p for p in location.path.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".jsonlines"))
         return [(str(p), p.stat().st_size) for p in found if _in_window(p.relative_to(location.path).as_posix(), start, end)]
     files = []
     try:
@@ -93,8 +93,13 @@ def list_files(location: Location, access: S3Access, start: datetime | None = No
 def read_chunks(file: str, access: S3Access) -> Iterator[list[bytes]]:
     """The file's lines, a chunk (about CHUNK_BYTES) at a time."""
     if file.startswith("s3://"):
+        from botocore.exceptions import BotoCoreError, ClientError
+
         bucket, _, key = file[5:].partition("/")
-        body = access.client().get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body = access.client().get_object(Bucket=bucket, Key=key)["Body"]
+        except (BotoCoreError, ClientError) as error:
+            raise OSError(f"cannot read {file}: {error}") from None
         rest = b""
         while chunk := body.read(CHUNK_BYTES):
             lines = (rest + chunk).split(b"\n")
