@@ -182,16 +182,17 @@ class FrameSide:
         per_line = commas[ends] - commas[starts]
         odd = np.flatnonzero((per_line != width - 1) & (ends > starts))
         if len(odd):
-            blob = self._reshape(blob.decode().split("\n"), odd).encode()
+            blob = self._reshape(blob.decode("utf-8", "replace").split("\n"), odd).encode()
         string_columns = {j: object for j, state in enumerate(self.states) if isinstance(state, StringState)}
         if not blob.strip():
             self.columns.note("CSV payload without rows", len(payloads))
             return None
         try:
-            frame = pandas.read_csv(io.BytesIO(blob), header=None, names=range(width), dtype=string_columns, engine="c")
+            # Quotes are plain characters: one stray quote must not swallow the rows after it.
+            frame = pandas.read_csv(io.BytesIO(blob), header=None, names=range(width), dtype=string_columns, engine="c", quoting=csv.QUOTE_NONE)
         except (pandas.errors.ParserError, UnicodeDecodeError):
-            # Stray quotes and the like: the standard library's reader takes each line as it comes.
-            rows = [row[:width] + [None] * (width - len(row)) for row in csv.reader(blob.decode("utf-8", "replace").splitlines()) if row]
+            # Bytes that are not UTF-8 and the like: the standard library's reader takes each line as it comes.
+            rows = [row[:width] + [None] * (width - len(row)) for row in csv.reader(blob.decode("utf-8", "replace").splitlines(), quoting=csv.QUOTE_NONE) if row]
             frame = pandas.DataFrame(rows, columns=range(width), dtype=object).replace("", None)
         return self._add(frame)
 

@@ -205,3 +205,15 @@ def test_multi_row_payloads_and_inference_ids_match_ground_truth(baseline, tmp_p
     assert result.summary["records"] == 3 and result.summary["rows"] == 4
     assert result.summary["model_quality"]["rows_with_ground_truth"] == 4
     assert result.summary["model_quality"]["accuracy"] == pytest.approx(0.75)
+
+
+def test_stray_quotes_and_non_utf8_bytes_lose_no_rows(baseline, tmp_path):
+    rows = synthetic.csv_rows(synthetic.frame(5, seed=10))
+    quoted = 'x"' + rows[0][rows[0].index(","):]  # an unbalanced quote in a numeric column
+    lines = [_record(quoted)] + [_record(row) for row in rows[1:]]
+    lines.append(_record(base64.b64encode(b"\xff\xfe,1,2").decode(), encoding="BASE64"))  # not UTF-8: a bad line
+    (tmp_path / "capture.jsonl").write_bytes(b"".join(lines))
+    result = run(RunOptions(capture=str(tmp_path / "capture.jsonl"), baseline=baseline, out=tmp_path / "out", workers=1))
+    assert result.summary["rows"] == 5
+    assert result.summary["skipped"] == {"bad line: BASE64 payload is not UTF-8 text": 1}
+    assert ("f0", "data_type_check") in {(v.feature_name, v.constraint_check_type) for v in result.violations}
