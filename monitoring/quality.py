@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 
 import numpy as np
 import orjson
-from scipy.stats import rankdata
 
 from monitoring.formats import ModelQualityConstraint, Violation
 from monitoring.window import ColumnCounts, json_row
@@ -90,6 +89,8 @@ def _metrics(probability: np.ndarray, predicted: np.ndarray, actual: np.ndarray)
     recall = tp / (tp + fn) if tp + fn else 0.0
     positives, negatives = actual.sum(), n - actual.sum()
     if positives and negatives:
+        from scipy.stats import rankdata  # only with ground truth: scipy.stats is slow to import
+
         ranks = rankdata(probability)
         auc = float((ranks[actual == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
     else:

@@ -141,3 +141,15 @@ def test_sketch_layout_of_a_merged_sketch_keeps_every_weight():
     assert sum(len(level) * 2**i for i, level in enumerate(layout.levels)) == 20_000
     points = np.linspace(0, 1, 21)
     assert np.allclose(WeightedCdf.from_layout(layout).at(points), merged.get_cdf(points.tolist())[:-1])
+
+
+def test_p_values_match_scipy():
+    from scipy import stats
+
+    from monitoring.drift import chi_squared_p_value, kolmogorov_sf
+
+    for x in (0.05, 0.3, 0.8, 1.0, 1.2, 2.0, 4.0):
+        assert kolmogorov_sf(x) == pytest.approx(stats.kstwobign.sf(x), abs=1e-10)
+    for before, after in (([50, 30, 20], [48, 33, 19]), ([500, 300, 200], [400, 300, 300]), ([10, 0, 5, 7], [3, 4, 0, 9]), ([1000, 1], [900, 100])):
+        expected = stats.chi2_contingency(np.array([before, after])[:, np.array(before) + np.array(after) > 0], correction=False)[1]
+        assert chi_squared_p_value(np.array(before, float), np.array(after, float)) == pytest.approx(expected, rel=1e-6, abs=1e-300)
