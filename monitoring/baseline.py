@@ -35,7 +35,7 @@ MAX_DOMAIN = 10_000  # a string feature with more distinct values than this is n
 def write_baseline(frame: pandas.DataFrame, out_dir: Path, exclude: Sequence[str] = ()) -> tuple[Path, Path]:
     """Writes statistics.json and constraints.json (and multivariate.json) for the frame's columns.
 
-    Numeric columns become Integral (whole numbers only) or Fractional features with a KLL
+    Numeric columns become Integral (integer dtype) or Fractional (float dtype) features with a KLL
     sketch and 10 equal-width buckets; every other column is a String feature with its
     categories. `exclude` names columns to leave out, such as the label. Returns the paths
     of statistics.json and constraints.json.
@@ -61,8 +61,12 @@ def write_baseline(frame: pandas.DataFrame, out_dir: Path, exclude: Sequence[str
 
 
 def feature_statistics(name: str, column: pandas.Series) -> FeatureStatistics:
-    if pandas.api.types.is_bool_dtype(column) or pandas.api.types.is_numeric_dtype(column):
-        return _numeric_statistics(name, column.astype("float64").to_numpy(na_value=np.nan))
+    """Integer and boolean columns are Integral, float columns Fractional (as Deequ infers
+    from their CSV text: `10.0` is fractional), anything else String."""
+    if pandas.api.types.is_bool_dtype(column) or pandas.api.types.is_integer_dtype(column):
+        return _numeric_statistics(name, column.astype("float64").to_numpy(na_value=np.nan), integral=True)
+    if pandas.api.types.is_numeric_dtype(column):
+        return _numeric_statistics(name, column.astype("float64").to_numpy(na_value=np.nan), integral=False)
     return _string_statistics(name, column)
 
 
@@ -76,9 +80,8 @@ def suggest_constraints(feature: FeatureStatistics) -> FeatureConstraints:
     return FeatureConstraints(feature.name, feature.inferred_type, completeness, domains=sorted(feature.categories))
 
 
-def _numeric_statistics(name: str, values: np.ndarray) -> FeatureStatistics:
+def _numeric_statistics(name: str, values: np.ndarray, integral: bool) -> FeatureStatistics:
     present = values[~np.isnan(values)]
-    integral = bool(np.all(np.isfinite(present)) and np.all(present == np.floor(present)))
     feature = FeatureStatistics(name, "Integral" if integral else "Fractional", int(len(present)), int(len(values) - len(present)))
     if len(present) == 0:
         feature.sum, feature.buckets, feature.sketch = 0.0, [], to_layout(new_sketch())
