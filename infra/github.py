@@ -5,7 +5,7 @@ GitHub Actions, a read-only role that pull-request previews assume, a deploy rol
 jobs running in this stack's GitHub environment can assume, that environment (with required
 reviewers where the stack asks for them), and the Actions environment secrets and variables
 the workflows read: EC2_HOST, EC2_USER, DOCKER_COMPOSE_DIR, EC2_SSH_KEY (when the stack
-generated the key) and AWS_ROLE_ARN.
+generated the key) and AWS_ROLE_ARN, plus the repository variable PREVIEW_ROLE_ARN_<STACK>.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class GitHubDeliveryArgs:
     ec2_user: Optional[pulumi.Input[str]] = None
     docker_compose_dir: Optional[pulumi.Input[str]] = None
     ec2_ssh_key: Optional[pulumi.Input[str]] = None  # only when the stack generated the key pair
+    main_branch: str = "main"
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +77,11 @@ class GitHubDeliveryArgs:
     @property
     def name(self) -> str:
         return self.repository.split("/", 1)[1]
+
+
+def preview_role_variable(stack: str) -> str:
+    """The repository variable holding a stack's preview role ARN, e.g. PREVIEW_ROLE_ARN_PROD."""
+    return "PREVIEW_ROLE_ARN_" + re.sub(r"[^A-Za-z0-9]", "_", stack).upper()
 
 
 def github_trust_policy(provider_arn: pulumi.Input[str], subjects: Sequence[str]) -> pulumi.Output[str]:
@@ -114,13 +120,17 @@ class GitHubDelivery(pulumi.ComponentResource):
             provider_arn = provider.arn
         self.oidc_provider_arn = pulumi.Output.from_input(provider_arn)
 
-        # Pull requests (from branches of this repository; forks get no token) may only read.
+        # Previews may only read: pull requests from this repository's branches (forks get no
+        # token at all) and the plan made on main before an environment's approval.
         preview = aws.iam.Role(
-            f"{name}-preview", description=f"pulumi preview from pull requests of {repo} (read-only)",
-            assume_role_policy=github_trust_policy(provider_arn, [f"repo:{repo}:pull_request"]),
+            f"{name}-preview", description=f"pulumi preview for {repo} (read-only)",
+            assume_role_policy=github_trust_policy(
+                provider_arn, [f"repo:{repo}:pull_request", f"repo:{repo}:ref:refs/heads/{args.main_branch}"]),
             max_session_duration=3600, tags=args.tags, opts=child)
         for index, arn in enumerate(args.preview_policy_arns):
             aws.iam.RolePolicyAttachment(f"{name}-preview-{index}", role=preview.name, policy_arn=arn, opts=child)
+        github.ActionsVariable(f"{name}-preview-role-arn", repository=args.name,
+                               variable_name=preview_role_variable(pulumi.get_stack()), value=preview.arn, opts=child)
 
         # Only a job bound to this environment (and so past its reviewers) can deploy.
         deploy = aws.iam.Role(

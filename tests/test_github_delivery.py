@@ -65,14 +65,14 @@ def test_roles_trust_only_this_repository_and_environment():
     assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]
     roles = {r.name: json.loads(r.inputs["assumeRolePolicy"]) for r in of_type("aws:iam/role:Role", start)}
     assert set(roles) == {"github-preview", "github-deploy"}
-    for name, subject in (("github-preview", "repo:acme/mlship:pull_request"),
-                          ("github-deploy", "repo:acme/mlship:environment:production")):
+    for name, subjects in (("github-preview", ["repo:acme/mlship:pull_request", "repo:acme/mlship:ref:refs/heads/main"]),
+                           ("github-deploy", ["repo:acme/mlship:environment:production"])):
         [statement] = roles[name]["Statement"]
         assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
         assert statement["Principal"]["Federated"].endswith("openidconnectprovider/github-oidc")
         assert statement["Condition"]["StringEquals"] == {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": [subject]}
+            "token.actions.githubusercontent.com:sub": subjects}
     attached = {(r.name, r.inputs["policyArn"]) for r in
                 of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment", start)}
     assert attached == {("github-preview-0", "arn:aws:iam::aws:policy/ReadOnlyAccess"),
@@ -81,6 +81,10 @@ def test_roles_trust_only_this_repository_and_environment():
     actions = json.loads(inline.inputs["policy"])["Statement"][0]["Action"]
     assert "iam:PassRole" in actions and "*" not in actions and "iam:*" not in actions
     assert outputs["deploy"].endswith("role/github-deploy")
+    [variable] = of_type("github:index/actionsVariable:ActionsVariable", start)
+    assert (variable.inputs["variableName"], variable.inputs["value"]) == ("PREVIEW_ROLE_ARN_PROD", outputs["preview"])
+    [variable] = of_type("github:index/actionsVariable:ActionsVariable", start)
+    assert (variable.inputs["variableName"], variable.inputs["value"]) == ("PREVIEW_ROLE_ARN_PROD", outputs["preview"])
 
 
 def test_production_environment_requires_reviewers_and_gets_the_secrets():
