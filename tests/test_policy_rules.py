@@ -146,14 +146,15 @@ def bucket_with(*, block=True, kms=True, versioning=True, tls=True, name="artifa
     return found
 
 
-def endpoint_with(*, alarms=True, schedule=True) -> list[PolicyResource]:
+def endpoint_with(*, alarms=True, schedule=True, native=False) -> list[PolicyResource]:
     config = res(r.ENDPOINT_CONFIG, "config", {"name": "churn-config-abc", "productionVariants": [VARIANT],
                                                "dataCaptureConfig": CAPTURE, "kmsKeyArn": "k"})
     deployment = {"blueGreenUpdatePolicy": {"trafficRoutingConfiguration": {"type": "CANARY"}}}
     if alarms:
         deployment["autoRollbackConfiguration"] = {"alarms": [{"alarmName": "churn-5xx"}]}
-    endpoint = res(r.ENDPOINT, "endpoint", {"name": "churn-prod", "endpointConfigName": "churn-config-abc",
-                                            "deploymentConfig": deployment})
+    endpoint = res(r.ENDPOINTS[native], "endpoint", {"name" if not native else "endpointName": "churn-prod",
+                                                     "endpointConfigName": "churn-config-abc",
+                                                     "deploymentConfig": deployment})
     found = [config, endpoint]
     if schedule:
         job = res("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition", "data-quality",
@@ -170,7 +171,9 @@ STACK_CASES = [
     ("s3-artifacts-versioning", bucket_with(), bucket_with(versioning=False)),
     ("s3-tls-only", bucket_with(), bucket_with(tls=False)),
     ("sagemaker-rollback-alarms", endpoint_with(), endpoint_with(alarms=False)),
+    ("sagemaker-rollback-alarms", endpoint_with(native=True), endpoint_with(alarms=False, native=True)),
     ("sagemaker-monitoring-schedule", endpoint_with(), endpoint_with(schedule=False)),
+    ("sagemaker-monitoring-schedule", endpoint_with(native=True), endpoint_with(schedule=False, native=True)),
 ]
 
 
@@ -182,7 +185,7 @@ def run_stack_policy(name: str, resources: list[PolicyResource]) -> list[tuple[s
     return reported
 
 
-@pytest.mark.parametrize("name, good, bad", STACK_CASES, ids=[c[0] for c in STACK_CASES])
+@pytest.mark.parametrize("name, good, bad", STACK_CASES, ids=[f"{c[0]}:{c[1][-1].resource_type}" for c in STACK_CASES])
 def test_stack_rule_passes_and_violates(name, good, bad):
     assert run_stack_policy(name, good) == []
     violations = run_stack_policy(name, bad)

@@ -19,7 +19,7 @@ CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 
 def resource(type_: str, name: str, properties: dict, stack: str = "dev") -> dict:
     return {"urn": f"urn:pulumi:{stack}::mlship::{type_}::{name}", "type": type_, "name": name,
-            "parent": f"urn:pulumi:{stack}::mlship::pulumi:pulumi:Stack::mlship-{stack}", "properties": properties}
+            "parent": None, "custom": True, "protect": False, "inputs": properties}
 
 
 BASE = [
@@ -34,9 +34,9 @@ BASE = [
 
 def test_plans_of_two_commits_make_the_same_review(tmp_path):
     head = json.loads(json.dumps(BASE[:2]))
-    head[0]["properties"]["ingress"].append({"protocol": "tcp", "fromPort": 22, "toPort": 22,
+    head[0]["inputs"]["ingress"].append({"protocol": "tcp", "fromPort": 22, "toPort": 22,
                                              "cidrBlocks": ["0.0.0.0/0"]})
-    head[1]["properties"]["productionVariants"][0]["initialInstanceCount"] = 2
+    head[1]["inputs"]["productionVariants"][0]["initialInstanceCount"] = 2
     (tmp_path / "base.json").write_text(json.dumps({"stack": "dev", "resources": BASE}))
     (tmp_path / "head.json").write_text(json.dumps(head))
     out = tmp_path / "review.md"

@@ -55,7 +55,7 @@ IAM_ATTACHMENTS = ("aws:iam/rolePolicyAttachment:RolePolicyAttachment",
 KMS_KEY = "aws:kms/key:Key"
 SNS_TOPIC = "aws:sns/topic:Topic"
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
-ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
+ENDPOINTS = ("aws:sagemaker/endpoint:Endpoint", "aws-native:sagemaker:Endpoint")
 MONITORING_SCHEDULES = ("aws:sagemaker/monitoringSchedule:MonitoringSchedule",
                         "aws-native:sagemaker:MonitoringSchedule")
 ADMIN_POLICY_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -257,7 +257,7 @@ def _known(props: Mapping[str, Any], key: str) -> Any:
 
 def _names(resource: PolicyResource) -> set[str]:
     names = {resource.name}
-    for key in ("bucket", "name", "id"):
+    for key in ("bucket", "name", "endpointName", "id"):
         value = _known(resource.props, key)
         if isinstance(value, str) and value:
             names.add(value)
@@ -343,7 +343,7 @@ def s3_tls_only(resources: list[PolicyResource], config) -> Iterator[tuple[Polic
 def _real_time_endpoints(resources: list[PolicyResource]) -> list[PolicyResource]:
     configs = [r for r in resources if r.resource_type == ENDPOINT_CONFIG
                and _instance_variants(r.props) and _known(r.props, "asyncInferenceConfig") is None]
-    return [e for e in resources if e.resource_type == ENDPOINT
+    return [e for e in resources if e.resource_type in ENDPOINTS
             and any(_refers(e, "endpointConfigName", c) for c in configs)]
 
 

@@ -194,7 +194,7 @@ REPLACE_ON_CHANGE: dict[str, set[str]] = {
 
 
 def read_plan(path: Path) -> list[dict[str, Any]]:
-    """Read an offline plan (`mlship plan --json`): resources with urn, type, name, parent, properties."""
+    """Read an offline plan (`mlship plan --json`): resources with urn, type, name, parent, inputs."""
     return plan_resources(_load_json(path), origin=str(path))
 
 
@@ -202,8 +202,13 @@ def plan_resources(document: Any, origin: str = "plan") -> list[dict[str, Any]]:
     resources = document.get("resources") if isinstance(document, Mapping) else document
     if not isinstance(resources, list) or not all(isinstance(r, Mapping) and "urn" in r for r in resources):
         raise UserError(f"{origin} is not an offline plan: expected a list of resources (or "
-                        f"{{\"resources\": [...]}}) each with 'urn', 'type', 'name', 'properties'")
+                        f"{{\"resources\": [...]}}) each with 'urn', 'type', 'name', 'inputs'")
     return list(resources)
+
+
+def _plan_inputs(resource: Mapping[str, Any]) -> dict[str, Any]:
+    # `mlship plan --json` names them "inputs"; "properties" is accepted from other tools' plans.
+    return hide_secrets(resource.get("inputs", resource.get("properties")) or {})
 
 
 def changes_between_plans(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]],
@@ -217,8 +222,8 @@ def changes_between_plans(before: Iterable[Mapping[str, Any]], after: Iterable[M
         type_ = resource.get("type") or type_of(urn)
         if type_.startswith("pulumi:"):
             continue
-        before_props = hide_secrets(old[urn].get("properties") or {}) if urn in old else {}
-        after_props = hide_secrets(new[urn].get("properties") or {}) if urn in new else {}
+        before_props = _plan_inputs(old[urn]) if urn in old else {}
+        after_props = _plan_inputs(new[urn]) if urn in new else {}
         if urn not in old:
             op = "create"
         elif urn not in new:

@@ -23,6 +23,7 @@ STATEFUL = {
     "aws:ec2/instance:Instance": "its root volume and local state are lost",
     "aws:kms/key:Key": "data encrypted with the key becomes unreadable once the key is deleted",
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": "the registered model versions go with it",
+    "aws-native:sagemaker:ModelPackageGroup": "the registered model versions go with it",
     "aws:dynamodb/table:Table": "its items are lost",
     "aws:rds/instance:Instance": "the database is lost unless a final snapshot is taken",
     "aws:efs/fileSystem:FileSystem": "the files are lost",
@@ -33,6 +34,7 @@ STATEFUL = {
 # Resources that carry user traffic: deleting or replacing them interrupts serving.
 TRAFFIC = {
     "aws:sagemaker/endpoint:Endpoint": "the endpoint stops answering until the new one is in service",
+    "aws-native:sagemaker:Endpoint": "the endpoint stops answering until the new one is in service",
     "aws:ec2/instance:Instance": "the server is down while a new instance boots",
     "aws:ec2/eip:Eip": "the public address changes; clients and DNS pointing at it break",
     "aws:ec2/eipAssociation:EipAssociation": "the public address is detached while it is re-associated",
