@@ -246,3 +246,12 @@ def test_missing_file_and_bad_options(tmp_path, capsys):
     assert result.returncode == 2 and "cannot read" in result.stderr
     result = subprocess.run([sys.executable, "-m", "mlship", "review", "--offline"], capture_output=True, text=True)
     assert result.returncode == 2 and "--offline needs --base REF" in result.stderr
+
+
+def test_readme_shows_a_sample_review():
+    from conftest import REPO
+    section = (REPO / "README.md").read_text().split("<!-- section: delivery (issue 7) -->", 1)[1]
+    section = section.split("<!-- section:", 1)[0]
+    for needle in ("<!-- mlship-review -->", "### Needs attention", "#### Can lose data", "/month**",
+                   "### Every change", "<details><summary>"):
+        assert needle in section
