@@ -19,6 +19,9 @@ from infra.policy.rules import RULES
 offline = pytest.importorskip("infra.offline", reason="the offline plan (infra/offline.py, issue 5) is not merged yet")
 
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO.glob("Pulumi.*.yaml"))
+if not STACKS:
+    pytest.skip("no Pulumi.<stack>.yaml yet (the stack files come with the infra branch, issue 5)",
+                allow_module_level=True)
 
 
 def enabled_mandatory_rules(stack: str):

@@ -246,6 +246,9 @@ def test_missing_file_and_bad_options(tmp_path, capsys):
     assert result.returncode == 2 and "cannot read" in result.stderr
     result = subprocess.run([sys.executable, "-m", "mlship", "review", "--offline"], capture_output=True, text=True)
     assert result.returncode == 2 and "--offline needs --base REF" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "mlship", "review", "--max-chars", "many", "x.json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--max-chars" in result.stderr
 
 
 def test_readme_shows_a_sample_review():

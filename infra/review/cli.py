@@ -16,8 +16,13 @@ from infra.review.offline import review_offline
 from infra.review.render import GITHUB_COMMENT_LIMIT, Review, render
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, through the router, like every other bad input
+        raise UserError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlship review", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="mlship review", description=__doc__.split("\n")[0])
     parser.add_argument("previews", nargs="*", type=Path, metavar="PREVIEW.json",
                         help="output of `pulumi preview --json`, one file per stack")
     parser.add_argument("--offline", action="store_true",
