@@ -9,6 +9,7 @@ attention list last) and says what it left out.
 from __future__ import annotations
 
 import json
+from html import escape
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -115,7 +116,8 @@ def _table_row(change: Change) -> str:
 
 def _details_block(change: Change) -> str:
     body = "\n".join(_code(line) for line in diff_lines(change)) or "(no property values in the document)"
-    return (f"<details><summary>{change.stack} · {change.op} · <code>{change.type}</code> · {change.name}</summary>\n\n"
+    return (f"<details><summary>{escape(change.stack)} · {change.op} · <code>{escape(change.type)}</code> · "
+            f"{escape(change.name)}</summary>\n\n"
             f"```diff\n{body}\n```\n</details>\n")
 
 

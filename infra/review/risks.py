@@ -107,8 +107,8 @@ def replacement_reasons(change: Change) -> list[str]:
     lines = []
     for path in reasons:
         before, after = get_path(change.old, path), get_path(change.new, path)
-        lines.append(f"`{path}`: {short(before)} → {short(after)}" if before != after or before is not None
-                     else f"`{path}` changes (value known only after apply)")
+        lines.append(f"`{path}` changes (values not in the document)" if before is None and after is None
+                     else f"`{path}`: {short(before)} → {short(after)}")
     return lines or ["the provider requires a replacement (no property named)"]
 
 
