@@ -96,12 +96,16 @@ class ServerProcess:
 
     def __init__(self, args: list[str], command: list[str] | None = None, wait_ready: bool = True, env=None):
         base = command or [sys.executable, "-m", "mlship", "serve"]
-        self.process = subprocess.Popen(base + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # stderr goes to a file: a pipe nobody reads would fill up with access-log lines and block the server.
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(base + args, stdout=subprocess.PIPE, stderr=self._log,
                                         env=env or python_env(), cwd=REPO, text=True)
+        self.log_text = ""
         line = self.process.stdout.readline()
         if "listening on " not in line:
             self.process.kill()
-            raise RuntimeError(f"server did not start: {line}{self.process.stderr.read()}")
+            self.process.wait()
+            raise RuntimeError(f"server did not start: {line}{self.stop()[1]}")
         self.url = line.split("listening on ", 1)[1].split()[0]
         self.client = httpx.Client(base_url=self.url, timeout=30)
         if wait_ready:
@@ -116,8 +120,9 @@ class ServerProcess:
             time.sleep(0.1)
 
     def stop(self, timeout: float = 30.0) -> tuple[int, str]:
-        """SIGTERM, wait; returns the exit code and stderr."""
-        self.client.close()
+        """SIGTERM, wait; returns the exit code and stderr. Safe to call twice."""
+        if hasattr(self, "client"):
+            self.client.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -125,10 +130,12 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        stderr = self.process.stderr.read()
-        self.process.stdout.close()
-        self.process.stderr.close()
-        return self.process.returncode, stderr
+        if not self._log.closed:
+            self._log.seek(0)
+            self.log_text = self._log.read()
+            self._log.close()
+            self.process.stdout.close()
+        return self.process.returncode, self.log_text
 
     def __enter__(self) -> ServerProcess:
         return self
