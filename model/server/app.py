@@ -133,7 +133,9 @@ class ModelServer:
         self.metrics.in_flight += 1
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
-            route = self._routes.get((request.method, request.path))
+            # HEAD is GET without the body (load balancers probe /ping with it); httpserver drops the body.
+            method = "GET" if request.method == "HEAD" else request.method
+            route = self._routes.get((method, request.path))
             if route is not None:
                 response = await route(request)
             elif request.path in self._paths:

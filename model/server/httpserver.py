@@ -49,14 +49,15 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-def encode_response(response: Response, keep_alive: bool) -> bytes:
+def encode_response(response: Response, keep_alive: bool, head_only: bool = False) -> bytes:
+    """The response's bytes; for HEAD, the head GET would send (its Content-Length too) without the body."""
     head = [f"HTTP/1.1 {response.status} {_reason(response.status)}",
             f"Content-Type: {response.content_type}",
             f"Content-Length: {len(response.body)}"]
     head += [f"{name}: {value}" for name, value in response.headers]
     if not keep_alive:
         head.append("Connection: close")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else response.body)
 
 
 class ConnectionTracker:
@@ -184,7 +185,7 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = keep_alive and not self._tracker.closing
         if self._transport is None:
             return
-        self._transport.write(encode_response(response, keep_alive))
+        self._transport.write(encode_response(response, keep_alive, head_only=request.method == "HEAD"))
         if not keep_alive:
             self._transport.close()
             return
