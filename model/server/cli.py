@@ -11,8 +11,10 @@ buffer before exiting.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -50,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
                      help="worker processes (default: one per core)")
     cli.add_argument("--capture-dir", type=Path, help="write SageMaker data capture under this folder")
     cli.add_argument("--capture-sampling", type=_percent, default=100.0, help="percent of requests captured (default 100)")
-    cli.add_argument("--capture-s3", help="also upload closed capture files to s3://bucket/prefix")
+    cli.add_argument("--capture-s3", default=os.environ.get("MLSHIP_CAPTURE_S3") or None,
+                     help="also upload closed capture files to s3://bucket/prefix (default: $MLSHIP_CAPTURE_S3)")
     cli.add_argument("--capture-buffer", type=_positive, default=10_000,
                      help="records held for the capture writer before new ones are dropped (default 10000)")
     cli.add_argument("--endpoint-name", default="mlship", help="endpoint name in the capture layout (default mlship)")
@@ -102,7 +105,9 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from model.server.package import extraction_dir, resolve_model_dir
 
-    model_dir = resolve_model_dir(args.model, extraction_dir())
+    scratch = extraction_dir()
+    atexit.register(shutil.rmtree, scratch, True)  # workers leave with os._exit: only this process cleans up
+    model_dir = resolve_model_dir(args.model, scratch)
     settings = _settings(args, model_dir)
     _configure_logging(not args.no_access_log)
     sock = _bind(args.host, args.port)
