@@ -27,17 +27,19 @@ class HostConfig:
     model: ModelRef
     artifacts_bucket: str
     capture_bucket: str
-    kms_key_arn: str
     data_volume_id: str
     endpoint_name: str
     ssh_user: str
     compose_dir: str
     compose_yaml: str
-    serving_port: int
 
 
 def user_data(c: HostConfig) -> str:
-    """The first-boot script: Docker with compose, the CloudWatch agent, the data volume, the model, the server."""
+    """The first-boot script: Docker with compose, the CloudWatch agent, the data volume, the model, the server.
+
+    The server uploads closed capture files itself to MLSHIP_CAPTURE_S3 in SageMaker's layout
+    (<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/), so the same monitor reads EC2 and SageMaker traffic.
+    """
     q = shlex.quote
     model_dir = f"{DATA_MOUNT}/models/{c.model.name}/{c.model.version}"
     capture_dir = f"{DATA_MOUNT}/capture"
@@ -69,29 +71,26 @@ mkdir -p {DATA_MOUNT}
 grep -q "$UUID" /etc/fstab || echo "UUID=$UUID {DATA_MOUNT} ext4 defaults,nofail 0 2" >> /etc/fstab
 mount -a
 
-# The model version named in the stack file.
-mkdir -p {q(model_dir)} {q(capture_dir)}
-if [ ! -f {q(model_dir + '/model.joblib')} ]; then
-  aws s3 cp {q(f's3://{c.artifacts_bucket}/{c.model.key()}')} /tmp/model.tar.gz --region {q(c.region)}
-  tar -xzf /tmp/model.tar.gz -C {q(model_dir)}
+# The model release named in the stack file (model.tar.gz, manifest.json, baseline/), as published.
+mkdir -p {q(model_dir)} {q(capture_dir)} {DATA_MOUNT}/monitoring
+if [ ! -f {q(model_dir + '/manifest.json')} ]; then
+  aws s3 cp --recursive {q(f's3://{c.artifacts_bucket}/models/{c.model.name}/{c.model.version}/')} {q(model_dir)} --region {q(c.region)}
 fi
 
-# The serving container (model/server/docker-compose.yml) and its settings.
+# The serving container and the hourly monitor (model/server/docker-compose.yml) and their settings.
 install -d -m 0755 -o {q(c.ssh_user)} {q(c.compose_dir)}
 echo {compose_b64} | base64 -d > {q(c.compose_dir + '/docker-compose.yml')}
 cat > {q(c.compose_dir + '/.env')} <<'ENV'
 MLSHIP_MODEL={c.model}
 MLSHIP_MODEL_DIR={model_dir}
-MLSHIP_CAPTURE_DIR={capture_dir}
-MLSHIP_ENDPOINT_NAME={c.endpoint_name}
-MLSHIP_PORT={c.serving_port}
+MLSHIP_DATA_DIR={DATA_MOUNT}
+MLSHIP_ENDPOINT={c.endpoint_name}
+MLSHIP_CAPTURE_S3=s3://{c.capture_bucket}/{CAPTURE_PREFIX}
+AWS_DEFAULT_REGION={c.region}
 ENV
-chown -R {q(c.ssh_user)}: {q(c.compose_dir)} {q(capture_dir)}
-
-# Captured requests go to S3 in SageMaker's layout, so the same monitor reads EC2 and SageMaker traffic.
-cat > /etc/cron.d/mlship-capture-sync <<'CRON'
-*/5 * * * * root aws s3 sync {capture_dir}/{c.endpoint_name} s3://{c.capture_bucket}/{CAPTURE_PREFIX}/{c.endpoint_name} --sse aws:kms --sse-kms-key-id {c.kms_key_arn} --region {c.region} --only-show-errors
-CRON
+chown -R {q(c.ssh_user)}: {q(c.compose_dir)}
+# The containers run as a non-root user; they write capture and monitoring results on the data volume.
+chmod 0777 {q(capture_dir)} {DATA_MOUNT}/monitoring
 
 # A private image needs the registry login that the deploy workflow performs; until then this may fail.
 cd {q(c.compose_dir)} && (docker compose up -d || echo "compose up failed: the deploy workflow logs in to the registry and starts it")
@@ -131,11 +130,11 @@ class Ec2Host(pulumi.ComponentResource):
             encrypted=True, kms_key_id=args.kms_key_arn, tags={**args.tags, "Name": f"{args.prefix}-data"},
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
         compose_yaml = s.compose_file.read_text()
-        script = pulumi.Output.all(args.artifacts_bucket, args.capture_bucket, args.kms_key_arn, self.data_volume.id).apply(
+        script = pulumi.Output.all(args.artifacts_bucket, args.capture_bucket, self.data_volume.id).apply(
             lambda v: user_data(HostConfig(
-                region=args.region, model=args.model, artifacts_bucket=v[0], capture_bucket=v[1], kms_key_arn=v[2],
-                data_volume_id=v[3], endpoint_name=self.endpoint_name, ssh_user=s.ssh_user,
-                compose_dir=s.compose_dir, compose_yaml=compose_yaml, serving_port=s.serving_port)))
+                region=args.region, model=args.model, artifacts_bucket=v[0], capture_bucket=v[1],
+                data_volume_id=v[2], endpoint_name=self.endpoint_name, ssh_user=s.ssh_user,
+                compose_dir=s.compose_dir, compose_yaml=compose_yaml)))
         ami = s.ami or aws.ec2.get_ami_output(most_recent=True, owners=[UBUNTU_OWNER], filters=[
             {"name": "name", "values": [UBUNTU_IMAGES]}, {"name": "virtualization-type", "values": ["hvm"]}]).id
         self.instance = aws.ec2.Instance(
@@ -196,8 +195,6 @@ class Ec2Host(pulumi.ComponentResource):
             statements=[
                 iam.statement(["s3:GetObject"], [iam.objects(args.artifacts_bucket_arn, f"models/{args.model.name}/")],
                               "ReadModelArtifacts"),
-                iam.statement(["s3:ListBucket"], [args.capture_bucket_arn], "ListCapture",
-                              {"StringLike": {"s3:prefix": [f"{CAPTURE_PREFIX}/{self.endpoint_name}/*"]}}),
                 iam.statement(["s3:PutObject"], [iam.objects(args.capture_bucket_arn, f"{CAPTURE_PREFIX}/{self.endpoint_name}/")],
                               "WriteCapture"),
                 iam.kms_use(args.kms_key_arn),

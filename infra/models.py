@@ -17,7 +17,7 @@ def sklearn_image(region: str, container_version: str) -> str:
     from sagemaker.core import image_uris
 
     return image_uris.retrieve("sklearn", region=region, version=container_version,
-                               instance_type="ml.m5.large", image_scope="inference")
+                               instance_type="ml.m5.large", image_scope="inference", py_version="py3")
 
 
 def image_repository_arn(image_uri: str) -> str:

@@ -109,7 +109,10 @@ def test_user_data_writes_the_compose_file_and_keeps_the_data_volume(run):
     assert encoded.group(2) == f"{s.ec2.compose_dir}/docker-compose.yml"
     assert 'blkid "$DEVICE" >/dev/null || mkfs.ext4' in script  # formats only a blank volume
     assert "host-data-id".replace("-", "") in script
-    assert f"s3://storage-artifacts/models/{s.model.name}/{s.model.version}/model.tar.gz" in script
+    assert f"aws s3 cp --recursive s3://storage-artifacts/models/{s.model.name}/{s.model.version}/ " in script
+    assert f"MLSHIP_MODEL_DIR=/data/models/{s.model.name}/{s.model.version}\n" in script
+    assert f"MLSHIP_ENDPOINT=mlship-{s.stack}-ec2\n" in script
+    assert "MLSHIP_CAPTURE_S3=s3://storage-capture/capture\n" in script
     assert "docker-compose-v2" in script and "amazon-cloudwatch-agent" in script
     assert "docker compose up -d" in script
 
