@@ -184,11 +184,17 @@ def test_a_wrong_value_stops_the_program_before_any_resource(config, tmp_path):
         offline.run("prod", overrides=overrides)
 
 
-def test_plan_prints_every_resource(capsys, monkeypatch, tmp_path):
+@pytest.fixture
+def plan_command(monkeypatch, tmp_path):
+    """`mlship plan` with the compose file this checkout has."""
     real = offline.run
     monkeypatch.setattr(plan, "run", lambda stack: real(stack, overrides=compose_overrides(stack, tmp_path)))
+    return plan.main
+
+
+def test_plan_prints_every_resource(capsys, plan_command):
     for stack in offline.stack_files():
-        assert plan.main(["--stack", stack]) == 0
+        assert plan_command(["--stack", stack]) == 0
         text = capsys.readouterr().out
         assert text.startswith(f"stack {stack}: ")
         assert "aws-native:sagemaker:Endpoint  realtime  (parent: realtime)" in text
@@ -197,13 +203,11 @@ def test_plan_prints_every_resource(capsys, monkeypatch, tmp_path):
         assert f"model_package_group: \"mlship-{stack}-churn\"" in text
 
 
-def test_plan_json_and_unknown_stack(capsys, monkeypatch, tmp_path):
+def test_plan_json_and_unknown_stack(capsys, plan_command):
     import json
 
-    real = offline.run
-    monkeypatch.setattr(plan, "run", lambda stack: real(stack, overrides=compose_overrides(stack, tmp_path)))
-    assert plan.main(["--stack", "dev", "--json"]) == 0
+    assert plan_command(["--stack", "dev", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["stack"] == "dev" and len(document["resources"]) > 50
     with pytest.raises(Exception, match="stack 'staging' has no Pulumi.staging.yaml; stacks here: dev, prod"):
-        real("staging")
+        offline.run("staging")
