@@ -81,19 +81,23 @@ if s.enabled("realtime"):
         kms_key_arn=storage.kms_key_arn, tags=tags))
     pulumi.export("realtime_endpoint", realtime.endpoint.endpoint_name)
     pulumi.export("realtime_variants", realtime.variant_names)
+    pulumi.export("realtime_shadow_variant", realtime.shadow_variant_name)
     pulumi.export("realtime_capture_uri", realtime.capture_uri)
+    pulumi.export("realtime_rollback_alarms", [alarm.name for alarm in realtime.alarms])
 
 if s.enabled("serverless"):
     serverless = ServerlessEndpoint("serverless", ServerlessEndpointArgs(
         endpoint_name=f"{s.prefix}-serverless", settings=s.serverless, model_name=models.models[PRIMARY].name,
         tags=tags))
     pulumi.export("serverless_endpoint", serverless.endpoint.endpoint_name)
+    pulumi.export("serverless_variants", serverless.variant_names)
 
 if s.enabled("async"):
     async_endpoint = AsyncEndpoint("async", AsyncEndpointArgs(
         endpoint_name=f"{s.prefix}-async", settings=s.async_, models=models, model_role=PRIMARY,
         bucket=storage.capture.name, bucket_arn=storage.capture.arn, kms_key_arn=storage.kms_key_arn, tags=tags))
     pulumi.export("async_endpoint", async_endpoint.endpoint.endpoint_name)
+    pulumi.export("async_variants", async_endpoint.variant_names)
     pulumi.export("async_input_uri", async_endpoint.input_uri)
     pulumi.export("async_output_uri", async_endpoint.output_uri)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mlship.errors import UserError
 
@@ -169,7 +171,6 @@ class Settings:
     serverless: ServerlessSettings | None
     async_: AsyncSettings | None
     batch: BatchSettings | None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -390,13 +391,13 @@ def _ec2(s: _Section | None, production: bool, repo: Path) -> Ec2Settings | None
         )
     key = s.text("sshPublicKey", pattern=r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?")
     result = Ec2Settings(
-        instance_type=s.text("instanceType", "t3.small", pattern=r"t3a?\.(nano|micro|small|medium|large|xlarge|2xlarge)|[a-z][a-z0-9]*\.[a-z0-9]+"),
+        instance_type=s.text("instanceType", "t3.small", pattern=r"[a-z][a-z0-9-]*\.[a-z0-9]+"),
         availability_zone=s.text("availabilityZone", pattern=r"[a-z]{2}(-[a-z]+)+-\d[a-z]"),
         data_volume_gb=s.integer("dataVolumeGb", 20, 1, 16384),
         ssh_public_key=key,
         ssh_cidrs=ssh_cidrs,
         serving_cidrs=s.cidrs("servingCidrs"),
-        serving_port=s.integer("servingPort", 8080, 1024, 65535),
+        serving_port=_published_port(s, compose),
         ssh_user=s.text("sshUser", "ubuntu", pattern=r"[a-z_][a-z0-9_-]{0,31}"),
         compose_dir=s.text("composeDir", "/opt/mlship", pattern=r"/[A-Za-z0-9._/-]+"),
         compose_file=compose,
@@ -409,6 +410,24 @@ def _ec2(s: _Section | None, production: bool, repo: Path) -> Ec2Settings | None
         raise SettingsError(f"{s.name('vpcId')} and {s.name('subnetId')}: set both or neither (neither = default VPC)")
     s.finish()
     return result
+
+
+def _published_port(s: _Section, compose: Path) -> int:
+    """The serving port opened in the security group: one the compose file publishes on the host."""
+    port = s.integer("servingPort", 8080, 1024, 65535)
+    try:
+        services = (yaml.safe_load(compose.read_text()) or {}).get("services") or {}
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{s.name('composeFile')} = {str(compose)!r}: not valid YAML ({error})") from None
+    published = sorted({int(str(mapping).split(":")[-2].split("/")[0])
+                        for service in services.values() for mapping in (service or {}).get("ports", [])
+                        if isinstance(mapping, (str, int)) and str(mapping).count(":") >= 1})
+    if port not in published:
+        raise SettingsError(
+            f"{s.name('servingPort')} = {port}: the compose file {compose.name} publishes "
+            f"{', '.join(map(str, published)) or 'no port'} on the host; open one of those"
+        )
+    return port
 
 
 def _rollout(s: _Section, production: bool, instance_count: int) -> RolloutSettings:

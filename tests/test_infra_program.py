@@ -244,3 +244,31 @@ def test_policies_are_least_privilege(run):
     for role in plan.of_type("aws:iam/role:Role"):
         (trust,) = policy(role.inputs["assumeRolePolicy"])["Statement"]
         assert set(trust["Principal"]) == {"Service"} and trust["Action"] == "sts:AssumeRole"
+
+
+def test_ab_challenger_and_shadow_variants(tmp_path):
+    config = {**offline.stack_config("prod"), **compose_overrides("prod", tmp_path)}
+    realtime = {**config["mlship:realtime"], "weight": 0.9,
+                "challenger": {"model": "churn@1.1.0", "weight": 0.1, "instanceCount": 1},
+                "shadow": {"model": "churn@1.2.0", "instanceType": "ml.m5.large"}}
+    plan = offline.run("prod", overrides={**compose_overrides("prod", tmp_path), "mlship:realtime": realtime})
+    config = plan.one(ENDPOINT_CONFIG, "realtime-config").inputs
+    weights = {v["variantName"]: v["initialVariantWeight"] for v in config["productionVariants"]}
+    assert weights == {"primary": 0.9, "challenger": 0.1}
+    models = {m.name: m.inputs["primaryContainer"]["modelDataUrl"] for m in plan.of_type("aws:sagemaker/model:Model")}
+    assert models["models-challenger"].endswith("models/churn/1.1.0/model.tar.gz")
+    assert models["models-shadow"].endswith("models/churn/1.2.0/model.tar.gz")
+    by_variant = {v["variantName"]: v["modelName"] for v in config["productionVariants"] + config["shadowProductionVariants"]}
+    assert by_variant == {"primary": "models-primary", "challenger": "models-challenger", "shadow": "models-shadow"}
+    challenger = plan.one("aws:appautoscaling/target:Target", "realtime-challenger-scaling")
+    assert challenger.inputs["resourceId"] == "endpoint/mlship-prod-realtime/variant/challenger"
+    assert challenger.inputs["minCapacity"] == challenger.inputs["maxCapacity"] == 1
+    assert plan.outputs["realtime_variants"] == ["primary", "challenger"]
+    assert plan.outputs["realtime_shadow_variant"] == "shadow"
+
+
+def test_a_stack_enables_only_the_targets_it_names(tmp_path):
+    plan = offline.run("dev", overrides={**compose_overrides("dev", tmp_path), "mlship:targets": ["ec2"]})
+    assert plan.of_type("aws:ec2/instance:Instance")
+    assert not [r for r in plan.resources if r.type == "aws:sagemaker/model:Model" or r.type.startswith("aws-native:sagemaker")]
+    assert "realtime_endpoint" not in plan.outputs and plan.outputs["model_package_group"] == "mlship-dev-churn"

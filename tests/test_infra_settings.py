@@ -168,6 +168,13 @@ def test_compose_file_must_exist(config):
                                "host's user data embeds the serving container's compose file")
 
 
+def test_serving_port_must_be_published_by_the_compose_file(config):
+    config["mlship:ec2"]["servingPort"] = 9090
+    message = refused(config)
+    assert message.startswith("mlship:ec2.servingPort = 9090: the compose file ")
+    assert message.endswith(" publishes 8080 on the host; open one of those")
+
+
 def test_vpc_and_subnet_together(config):
     config["mlship:ec2"]["vpcId"] = "vpc-0123456789abcdef0"
     assert refused(config) == "mlship:ec2.vpcId and mlship:ec2.subnetId: set both or neither (neither = default VPC)"
