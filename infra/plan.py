@@ -19,7 +19,7 @@ RELEVANT: dict[str, tuple[str, ...]] = {
     "aws:s3/bucketVersioning:BucketVersioning": ("versioningConfiguration",),
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": ("rules",),
     "aws:ec2/instance:Instance": ("instanceType", "ami", "metadataOptions", "rootBlockDevice", "monitoring",
-                                  "userDataReplaceOnChange"),
+                                  "userDataReplaceOnChange", "userData"),
     "aws:ebs/volume:Volume": ("size", "type", "encrypted", "availabilityZone"),
     "aws:ec2/securityGroup:SecurityGroup": ("ingress", "egress"),
     "aws:ec2/eip:Eip": ("domain",),
@@ -42,13 +42,24 @@ RELEVANT: dict[str, tuple[str, ...]] = {
 JSON_TEXT = ("policy", "assumeRolePolicy", "pipelineDefinition")
 
 
+def _whole(value: Any) -> Any:
+    """Numbers travel through the engine as floats; show 3600, not 3600.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
 def relevant(resource: PlannedResource) -> dict[str, Any]:
     """The reviewer-relevant inputs of one resource, JSON strings decoded."""
     shown = {}
     for key in RELEVANT.get(resource.type, ()):
         if key in resource.inputs:
             value = resource.inputs[key]
-            shown[key] = json.loads(value) if key in JSON_TEXT and isinstance(value, str) else value
+            shown[key] = _whole(json.loads(value) if key in JSON_TEXT and isinstance(value, str) else value)
     return shown
 
 

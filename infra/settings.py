@@ -31,7 +31,6 @@ BATCH_CONTENT_TYPES = ("text/csv", "application/json", "application/jsonlines")
 # scikit-learn 1.9, so the default is the 1.9 container.
 DEFAULT_CONTAINER_VERSION = "1.9-0"
 MODEL_RE = re.compile(r"^(?P<name>[a-z][a-z0-9-]{0,30})@(?P<version>[0-9A-Za-z][0-9A-Za-z.+-]{0,40})$")
-WORLD = ("0.0.0.0/0", "::/0")
 
 
 class SettingsError(UserError):
@@ -377,9 +376,10 @@ def _ec2(s: _Section | None, production: bool, repo: Path) -> Ec2Settings | None
     if s is None:
         return None
     ssh_cidrs = s.cidrs("sshCidrs")
-    if production and any(c in WORLD for c in ssh_cidrs):
+    world = [c for c in ssh_cidrs if ipaddress.ip_network(c).prefixlen == 0]
+    if production and world:
         raise SettingsError(
-            f"{s.name('sshCidrs')} contains {next(c for c in ssh_cidrs if c in WORLD)}: SSH open to the "
+            f"{s.name('sshCidrs')} contains {world[0]}: SSH open to the "
             "whole internet is refused in a production stack; list your VPN or office CIDRs"
         )
     compose = Path(s.text("composeFile", "model/server/docker-compose.yml"))

@@ -162,8 +162,7 @@ def test_autoscaling_survives_deployments_and_weights_stay_declared(run):
     config = plan.one(ENDPOINT_CONFIG, "realtime-config")
     assert endpoint.inputs["endpointConfigName"] == config.name  # the mock's name for the Pulumi-named config
     assert "name" not in config.inputs  # Pulumi names it: a change makes a new one before the old is deleted
-    for variant in config.inputs["productionVariants"]:
-        assert isinstance(variant["initialVariantWeight"], float)
+    assert config.inputs["productionVariants"][0]["initialVariantWeight"] == s.realtime.weight
     target = plan.one("aws:appautoscaling/target:Target", "realtime-primary-scaling")
     assert target.inputs["resourceId"] == f"endpoint/mlship-{s.stack}-realtime/variant/primary"
     assert target.inputs["scalableDimension"] == "sagemaker:variant:DesiredInstanceCount"

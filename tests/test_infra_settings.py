@@ -54,6 +54,8 @@ def test_ssh_from_the_internet_refused_in_production(config):
     config["mlship:ec2"]["sshCidrs"] = ["203.0.113.0/24", "0.0.0.0/0"]
     assert refused(config) == ("mlship:ec2.sshCidrs contains 0.0.0.0/0: SSH open to the whole internet is refused "
                                "in a production stack; list your VPN or office CIDRs")
+    config["mlship:ec2"]["sshCidrs"] = ["::/0"]
+    assert refused(config).startswith("mlship:ec2.sshCidrs contains ::/0: SSH open to the whole internet is refused")
 
 
 def test_ssh_from_the_internet_allowed_outside_production(config):
