@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import runpy
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +65,14 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "resources": [r.to_json() for r in self.resources], "outputs": self.outputs}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Plan:
+        resources = [PlannedResource(
+            urn=r["urn"], type=r["type"], name=r["name"], parent=r["parent"], custom=r["custom"], inputs=r["inputs"],
+            protect=r["protect"], ignore_changes=r["ignoreChanges"], retain_on_delete=r["retainOnDelete"])
+            for r in document["resources"]]
+        return cls(stack=document["stack"], resources=resources, outputs=dict(document["outputs"]))
 
 
 def stack_files(repo: Path = REPO) -> dict[str, Path]:
@@ -174,9 +185,34 @@ def run(stack: str, repo: Path = REPO, overrides: Mapping[str, Any] | None = Non
     if errors:
         raise RuntimeError(f"the program failed offline for stack {stack!r}: {errors[0]}")
     outputs = {name: _sync_await(pulumi.Output.from_input(value).future()) for name, value in root.outputs.items()}
-    return Plan(stack=stack, resources=recorded, outputs=outputs)
+    return Plan(stack=stack, resources=_in_tree_order(recorded), outputs=outputs)
+
+
+def _in_tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """Each component followed by its children, by name: the same order on every run."""
+    by_urn = {r.urn: r for r in resources}
+
+    def path(r: PlannedResource) -> tuple:
+        parent = by_urn.get(r.parent) if r.parent else None
+        return (path(parent) if parent else ()) + ((r.name, r.type),)
+    return sorted(resources, key=path)
 
 
 def _plain(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """The program's inputs as JSON values (what a reviewer reads), not the mock's additions."""
     return json.loads(json.dumps(inputs, default=str))
+
+
+def run_checkout(stack: str, checkout: Path, python: str = sys.executable) -> Plan:
+    """The offline plan of another checkout of the repository (e.g. the base of a pull request).
+
+    Runs `mlship plan --json` in a fresh interpreter with that checkout's code first on the path,
+    so its program and its components are the ones planned, not this checkout's.
+    """
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done = subprocess.run([python, "-m", "mlship", "plan", "--stack", stack, "--json"], cwd=checkout, env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"the offline plan of stack {stack!r} in {checkout} failed: {last}")
+    return Plan.from_json(json.loads(done.stdout))

@@ -67,7 +67,8 @@ def render(plan: Plan) -> str:
     parents = {r.urn: r.name for r in plan.resources}
     protected = sum(r.protect for r in plan.resources)
     lines = [f"stack {plan.stack}: {len(plan.resources)} resources "
-             f"({sum(r.custom for r in plan.resources)} in AWS, {protected} protected from deletion), offline plan"]
+             f"({sum(r.custom for r in plan.resources)} in AWS, {protected} protected from deletion), offline plan",
+             "ids, ARNs, the account (123456789012) and the AMI are offline placeholders for what AWS assigns"]
     for r in plan.resources:
         flags = [f for f, on in (("protected", r.protect), ("retained on delete", r.retain_on_delete)) if on]
         if r.ignore_changes:

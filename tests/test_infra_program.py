@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from infra import offline
 from infra.offline import Plan
 from infra.settings import TRAFFIC_ROUTING, load
-from infra_support import REPO, compose_overrides, compose_text, policy
+from infra_support import COMPOSE, REPO, compose_overrides, compose_text, policy
+from mlship.errors import UserError
 
 STACKS = sorted(offline.stack_files())
 BUCKET = "aws:s3/bucket:Bucket"
@@ -271,3 +273,16 @@ def test_a_stack_enables_only_the_targets_it_names(tmp_path):
     assert plan.of_type("aws:ec2/instance:Instance")
     assert not [r for r in plan.resources if r.type == "aws:sagemaker/model:Model" or r.type.startswith("aws-native:sagemaker")]
     assert "realtime_endpoint" not in plan.outputs and plan.outputs["model_package_group"] == "mlship-dev-churn"
+
+
+def test_plan_of_a_checkout_matches_the_in_process_plan(runs):
+    if not COMPOSE.is_file():
+        pytest.skip("the serving compose file is not in this checkout yet")
+    in_process, _, _ = runs("dev")
+    other = offline.run_checkout("dev", REPO)
+    def identity(plan):  # registration order varies with the event loop; the set of resources does not
+        return sorted((r.urn, r.parent or "", json.dumps(r.inputs, sort_keys=True)) for r in plan.resources)
+    assert identity(other) == identity(in_process)
+    assert other.outputs == in_process.outputs
+    with pytest.raises(UserError, match="the offline plan of stack 'staging' in .* failed: mlship plan: error: stack 'staging'"):
+        offline.run_checkout("staging", REPO)
