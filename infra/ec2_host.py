@@ -32,6 +32,7 @@ class HostConfig:
     ssh_user: str
     compose_dir: str
     compose_yaml: str
+    image: str | None
 
 
 def user_data(c: HostConfig) -> str:
@@ -43,6 +44,7 @@ def user_data(c: HostConfig) -> str:
     q = shlex.quote
     model_dir = f"{DATA_MOUNT}/models/{c.model.name}/{c.model.version}"
     capture_dir = f"{DATA_MOUNT}/capture"
+    image = f"MLSHIP_IMAGE={c.image}\n" if c.image else ""
     compose_b64 = base64.b64encode(c.compose_yaml.encode()).decode()
     # On Nitro instances an EBS volume shows up as an NVMe disk whose serial is the volume id.
     device = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{c.data_volume_id.replace('-', '')}"
@@ -87,13 +89,13 @@ MLSHIP_DATA_DIR={DATA_MOUNT}
 MLSHIP_ENDPOINT={c.endpoint_name}
 MLSHIP_CAPTURE_S3=s3://{c.capture_bucket}/{CAPTURE_PREFIX}
 AWS_DEFAULT_REGION={c.region}
-ENV
+{image}ENV
 chown -R {q(c.ssh_user)}: {q(c.compose_dir)}
 # The containers run as a non-root user; they write capture and monitoring results on the data volume.
 chmod 0777 {q(capture_dir)} {DATA_MOUNT}/monitoring
 
 # A private image needs the registry login that the deploy workflow performs; until then this may fail.
-cd {q(c.compose_dir)} && (docker compose up -d || echo "compose up failed: the deploy workflow logs in to the registry and starts it")
+cd {q(c.compose_dir)} && (docker compose up -d --no-build || echo "compose up failed: the deploy workflow logs in to the registry and starts it")
 """
 
 
@@ -134,7 +136,7 @@ class Ec2Host(pulumi.ComponentResource):
             lambda v: user_data(HostConfig(
                 region=args.region, model=args.model, artifacts_bucket=v[0], capture_bucket=v[1],
                 data_volume_id=v[2], endpoint_name=self.endpoint_name, ssh_user=s.ssh_user,
-                compose_dir=s.compose_dir, compose_yaml=compose_yaml)))
+                compose_dir=s.compose_dir, compose_yaml=compose_yaml, image=s.image)))
         ami = s.ami or aws.ec2.get_ami_output(most_recent=True, owners=[UBUNTU_OWNER], filters=[
             {"name": "name", "values": [UBUNTU_IMAGES]}, {"name": "virtualization-type", "values": ["hvm"]}]).id
         self.instance = aws.ec2.Instance(

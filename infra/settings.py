@@ -77,6 +77,7 @@ class Ec2Settings:
     ssh_user: str
     compose_dir: str
     compose_file: Path
+    image: str | None
     elastic_ip: bool
     ami: str | None
     vpc_id: str | None
@@ -401,6 +402,7 @@ def _ec2(s: _Section | None, production: bool, repo: Path) -> Ec2Settings | None
         ssh_user=s.text("sshUser", "ubuntu", pattern=r"[a-z_][a-z0-9_-]{0,31}"),
         compose_dir=s.text("composeDir", "/opt/mlship", pattern=r"/[A-Za-z0-9._/-]+"),
         compose_file=compose,
+        image=s.text("image", None, pattern=r"[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})"),
         elastic_ip=s.boolean("elasticIp", False),
         ami=s.text("ami", None, pattern=r"ami-[0-9a-f]{8,17}"),
         vpc_id=s.text("vpcId", None, pattern=r"vpc-[0-9a-f]{8,17}"),

@@ -116,7 +116,8 @@ def test_user_data_writes_the_compose_file_and_keeps_the_data_volume(run):
     assert f"MLSHIP_ENDPOINT=mlship-{s.stack}-ec2\n" in script
     assert "MLSHIP_CAPTURE_S3=s3://storage-capture/capture\n" in script
     assert "docker-compose-v2" in script and "amazon-cloudwatch-agent" in script
-    assert "docker compose up -d" in script
+    assert f"MLSHIP_IMAGE={s.ec2.image}\n" in script
+    assert "docker compose up -d --no-build" in script
 
 
 def test_data_capture_on_the_real_time_endpoint_only(run):

@@ -177,6 +177,11 @@ def test_serving_port_must_be_published_by_the_compose_file(config):
     assert message.endswith(" publishes 8080 on the host; open one of those")
 
 
+def test_image_reference_format(config):
+    config["mlship:ec2"]["image"] = "Not An Image"
+    assert refused(config).startswith("mlship:ec2.image = 'Not An Image': must match ")
+
+
 def test_vpc_and_subnet_together(config):
     config["mlship:ec2"]["vpcId"] = "vpc-0123456789abcdef0"
     assert refused(config) == "mlship:ec2.vpcId and mlship:ec2.subnetId: set both or neither (neither = default VPC)"
