@@ -100,8 +100,8 @@ def _package(args: argparse.Namespace) -> int:
     release = package(settings)
     print(f"packaged {settings.release} into {release.directory}/")
     for path, digest in release.manifest["files"].items():
-        print(f"  {path:<28}sha256 {digest[:12]}")
-    print(f"  {'manifest.json':<28}git {release.manifest['git']['commit'] or 'none'}{' (dirty)' if release.manifest['git']['dirty'] else ''}")
+        print(f"  {path:<44}sha256 {digest[:12]}")
+    print(f"  {'manifest.json':<44}git {release.manifest['git']['commit'] or 'none'}{' (dirty)' if release.manifest['git']['dirty'] else ''}")
     if release.previous:
         print(f"  schema vs {release.previous}: {release.schema_note}")
     return 0

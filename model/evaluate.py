@@ -45,6 +45,17 @@ def score(labels: np.ndarray, probability: np.ndarray, threshold: float) -> dict
     }
 
 
+def bootstrap_deviations(labels: np.ndarray, probability: np.ndarray, threshold: float, seed: int, rounds: int = 30) -> dict[str, float]:
+    """Each metric's standard deviation over bootstrap resamples of the hold-out set (Model Monitor reports one)."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(labels), len(labels))
+        if labels[pick].min() != labels[pick].max():
+            samples.append(score(labels[pick], probability[pick], threshold))
+    return {name: round(float(np.std([s[name] for s in samples])), 6) for name in samples[0]} if samples else {}
+
+
 def gate(metrics: dict[str, float], gates: dict[str, float]) -> list[str]:
     return [
         f"{metric} {metrics[metric]:.4f} is below the gate's threshold {threshold:.4f}"
@@ -58,12 +69,17 @@ def evaluate(settings: Settings) -> Evaluation:
     pipeline = joblib.load(work / MODEL_FILE)
     x_holdout, y_holdout = joblib.load(work / DATA_FILE)["holdout"]
     probability = pipeline.predict_proba(to_matrix(x_holdout, identity["features"]))[:, 1]
-    metrics = score(y_holdout.to_numpy(), probability, identity["decision_threshold"])
+    labels, threshold = y_holdout.to_numpy(), identity["decision_threshold"]
+    metrics = score(labels, probability, threshold)
     result = Evaluation(metrics, gate(metrics, settings.gates))
+    predicted = (probability >= threshold).astype(int)
     record = {
         "model_sha256": sha256_file(work / MODEL_FILE),
         "holdout_rows": len(y_holdout),
         "metrics": {name: round(value, 6) for name, value in metrics.items()},
+        "standard_deviations": bootstrap_deviations(labels, probability, threshold, settings.seed),
+        "confusion_matrix": {str(actual): {str(guess): int(((labels == actual) & (predicted == guess)).sum()) for guess in (0, 1)}
+                             for actual in (0, 1)},
         "gates": settings.gates,
         "passed": result.passed,
         "failures": result.failures,
@@ -72,8 +88,8 @@ def evaluate(settings: Settings) -> Evaluation:
     return result
 
 
-def passed_metrics(settings: Settings, work: Path) -> dict[str, float]:
-    """The metrics of an evaluation that passed the gate for exactly this model.joblib, else a UserError."""
+def passed_evaluation(settings: Settings, work: Path) -> dict:
+    """The record (metrics, deviations, confusion matrix) of an evaluation that passed the gate for exactly this model.joblib, else a UserError."""
     path = work / METRICS_FILE
     if not path.is_file():
         raise UserError(f"{settings.release} has not been evaluated; run `mlship model evaluate` first")
@@ -83,4 +99,4 @@ def passed_metrics(settings: Settings, work: Path) -> dict[str, float]:
     failures = gate(record["metrics"], settings.gates)  # today's gates, in case the settings changed
     if failures:
         raise UserError(f"{settings.release} failed the quality gate ({'; '.join(failures)}); nothing packaged")
-    return record["metrics"]
+    return record
