@@ -181,10 +181,13 @@ def _split_target(frame: pd.DataFrame, target: str, source: str, fingerprint: st
         raise UserError(f"target column {target!r} is empty at data row {int(missing.idxmax()) + 1} of {source}")
     words = labels.astype(str).str.strip().str.lower()
     words = words.where(~words.str.fullmatch(r"[01]\.0"), words.str[0])
-    unknown = sorted(set(words) - TRUE_WORDS - FALSE_WORDS)
-    if unknown or words.isin(TRUE_WORDS).all() or words.isin(FALSE_WORDS).all():
-        found = ", ".join(sorted(set(labels.astype(str))))[:200]
-        raise UserError(f"target column {target!r} must hold two classes (0/1, true/false or yes/no); found: {found}")
+    unknown = ~words.isin(TRUE_WORDS | FALSE_WORDS)
+    if unknown.any():
+        row = int(unknown.to_numpy().argmax())
+        raise UserError(f"target column {target!r}, data row {row + 1} of {source}: {labels.iloc[row]!r} is not a class; "
+                        "use 0/1, true/false or yes/no")
+    if words.isin(TRUE_WORDS).all() or words.isin(FALSE_WORDS).all():
+        raise UserError(f"target column {target!r} of {source} holds only one class ({labels.iloc[0]!r}); it needs both")
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise UserError(f"{source} has no feature columns besides the target {target!r}")
