@@ -12,6 +12,7 @@ import yaml
 from mlship.errors import UserError
 
 DEFAULT_SETTINGS = Path(__file__).with_name("settings.yaml")
+CLASSIFIERS = ("hist_gradient_boosting", "logistic_regression")
 GATE_METRICS = ("auc_roc", "precision", "recall", "f1", "accuracy")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
@@ -48,6 +49,7 @@ class Settings:
     categorical: tuple[str, ...]
     seed: int
     holdout: float
+    classifier: str
     max_iter: int
     learning_rate: float
     max_leaf_nodes: int
@@ -147,6 +149,7 @@ def _validate(raw: dict, path: Path) -> Settings:
         categorical=_get(raw, "categorical", tuple, path),
         seed=_get(raw, "seed", int, path),
         holdout=_get(raw, "holdout", float, path),
+        classifier=_get(raw, "classifier.kind", str, path),
         max_iter=_get(raw, "classifier.max_iter", int, path),
         learning_rate=_get(raw, "classifier.learning_rate", float, path),
         max_leaf_nodes=_get(raw, "classifier.max_leaf_nodes", int, path),
@@ -159,6 +162,8 @@ def _validate(raw: dict, path: Path) -> Settings:
         raise UserError(f"setting 'holdout' must be between 0.05 and 0.5, got {settings.holdout}")
     if not 0 < settings.decision_threshold < 1:
         raise UserError(f"setting 'decision_threshold' must be between 0 and 1, got {settings.decision_threshold}")
+    if settings.classifier not in CLASSIFIERS:
+        raise UserError(f"setting 'classifier.kind' {settings.classifier!r} is not one of {', '.join(CLASSIFIERS)}")
     if settings.max_iter < 1 or settings.max_leaf_nodes < 2 or not 0 < settings.learning_rate <= 1:
         raise UserError("classifier settings: max_iter >= 1, max_leaf_nodes >= 2, 0 < learning_rate <= 1")
     return settings

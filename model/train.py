@@ -23,6 +23,7 @@ import sklearn
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -109,11 +110,17 @@ def build_pipeline(schema: list[dict], settings: Settings) -> Pipeline:
             ]), categorical),
         ]
     )
-    classifier = HistGradientBoostingClassifier(
+    return Pipeline([("features", columns), ("classifier", _classifier(settings))])
+
+
+def _classifier(settings: Settings) -> HistGradientBoostingClassifier | LogisticRegression:
+    if settings.classifier == "logistic_regression":
+        return LogisticRegression(max_iter=max(settings.max_iter, 200), random_state=settings.seed)
+    return HistGradientBoostingClassifier(
         max_iter=settings.max_iter, learning_rate=settings.learning_rate,
         max_leaf_nodes=settings.max_leaf_nodes, random_state=settings.seed,
     )
-    return Pipeline([("features", columns), ("classifier", classifier)])
+
 
 
 def library_versions() -> dict[str, str]:
@@ -150,7 +157,7 @@ def train(settings: Settings) -> TrainResult:
                 "source": dataset.source, "fingerprint": dataset.fingerprint, "seed": settings.seed,
                 "rows": len(x_train), "holdout_rows": len(x_holdout),
                 "positive_rate": round(float(dataset.target.mean()), 4),
-                "classifier": {"kind": "HistGradientBoostingClassifier", "max_iter": settings.max_iter,
+                "classifier": {"kind": type(pipeline.named_steps["classifier"]).__name__, "max_iter": settings.max_iter,
                                "learning_rate": settings.learning_rate, "max_leaf_nodes": settings.max_leaf_nodes},
             },
             "libraries": library_versions(),

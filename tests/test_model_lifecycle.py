@@ -137,3 +137,10 @@ def test_evaluation_files_are_model_monitor_model_quality(release):
     constraints = json.loads((release / "evaluation/model_quality_constraints.json").read_text())
     assert constraints["binary_classification_constraints"]["auc"] == {"threshold": 0.85, "comparison_operator": "LessThanThreshold"}
     assert pd.notna(metrics["auc"]["value"])
+
+
+def test_logistic_regression_is_a_choice_of_classifier(tmp_path):
+    options = [*SMALL, *workspace_args(tmp_path), "--set", "classifier.kind=logistic_regression"]
+    assert mlship("train", *options) == 0 and mlship("evaluate", *options) == 0
+    identity = json.loads((tmp_path / "build/churn-1.0.0/model.json").read_text())
+    assert identity["training"]["classifier"]["kind"] == "LogisticRegression"
