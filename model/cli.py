@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    for noisy in ("botocore", "boto3", "sagemaker"):  # their INFO lines ("Found credentials ...") are not ours
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return COMMANDS[args.command](args)
 
 
