@@ -67,6 +67,11 @@ class Model:
         return self.pipeline.predict_proba(data)[:, 1]
 
 
+# The container calls input_fn(body, content_type) without the model, but parsing needs its schema:
+# the model that model_fn loaded last is kept here (one model per process, as in SageMaker).
+_loaded: list[Model] = []
+
+
 def model_fn(model_dir: str) -> Model:
     manifest_path = os.path.join(model_dir, MANIFEST_FILE)
     model_path = os.path.join(model_dir, MODEL_FILE)
@@ -86,10 +91,6 @@ def model_fn(model_dir: str) -> Model:
     return model
 
 
-# The container calls input_fn(body, content_type) without the model, but parsing needs its schema:
-# the model that model_fn loaded last is kept here (one model per process, as in SageMaker).
-_loaded: list[Model] = []
-
 
 def _current_model() -> Model:
     if not _loaded:
@@ -101,17 +102,14 @@ def input_fn(body, content_type: str, model: Model | None = None) -> np.ndarray:
     """Parse a request body into rows; `model` defaults to the one model_fn loaded last."""
     model = model or _current_model()
     media = _media_type(content_type)
+    if media not in (CSV, JSON):
+        raise UnsupportedContentType(f"content type {content_type!r} is not supported; send {CSV} or {JSON}")
     if isinstance(body, (bytes, bytearray, memoryview)):
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidInput("body is not UTF-8 text") from None
-    if media == CSV:
-        rows = _csv_rows(body)
-    elif media == JSON:
-        rows = _json_rows(body, model)
-    else:
-        raise UnsupportedContentType(f"content type {content_type!r} is not supported; send {CSV} or {JSON}")
+    rows = _csv_rows(body) if media == CSV else _json_rows(body, model)
     if not rows:
         raise InvalidInput("body holds no rows; send at least one row of features")
     return _to_matrix(rows, model)
@@ -125,7 +123,7 @@ def predict_fn(data: np.ndarray, model: Model) -> np.ndarray:
 def output_fn(prediction: np.ndarray, accept: str | None) -> str:
     media = _accept_type(accept)
     if media == CSV:
-        return "".join(f"{probability:.6g},{int(label)}\n" for probability, label in prediction)
+        return "".join(f"{probability:.6f},{int(label)}\n" for probability, label in prediction)
     return json.dumps({"predictions": [{"probability": round(float(p), 6), "label": int(l)} for p, l in prediction]})
 
 

@@ -124,7 +124,7 @@ def test_bad_input_names_the_row_and_column(served, customers, body, content_typ
 def test_unknown_content_and_accept_types_are_refused(served, customers):
     handlers, model, _ = served
     with pytest.raises(handlers.UnsupportedContentType, match="'application/x-parquet' is not supported"):
-        handlers.input_fn(b"PAR1", "application/x-parquet")
+        handlers.input_fn(b"PAR1\xff\x00", "application/x-parquet")
     prediction = handlers.predict_fn(handlers.input_fn(rows_as_csv(customers.iloc[:1]), "text/csv"), model)
     with pytest.raises(handlers.UnsupportedContentType, match="accept 'image/png'"):
         handlers.output_fn(prediction, "image/png")
