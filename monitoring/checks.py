@@ -7,6 +7,8 @@ The descriptions read like the prebuilt analyzer's.
 
 from __future__ import annotations
 
+import math
+
 from monitoring.drift import FeatureDrift
 from monitoring.formats import Constraints, FeatureConstraints, Violation
 from monitoring.window import FrameSide, NumericState, StringState
@@ -19,6 +21,16 @@ def _requirement(value: float) -> str:
 def _enabled(feature: FeatureConstraints, constraints: Constraints, key: str = "evaluate_constraints") -> bool:
     setting = feature.overrides.get(key, getattr(constraints.monitoring_config, key))
     return str(setting) != "Disabled"
+
+
+def sampling_allowance(expected: float, rows: int, sigmas: float = 3.0) -> float:
+    """How far a window's share may fall below a baseline share by chance: 3 binomial standard errors.
+
+    A window is a sample: with a baseline completeness of 0.97, half of all windows would fall
+    below it and page someone. With 1.0 the allowance is 0, so one missing value is a violation,
+    exactly as Model Monitor checks it.
+    """
+    return sigmas * math.sqrt(expected * (1 - expected) / rows) if rows else 0.0
 
 
 def side_violations(side: FrameSide, constraints: Constraints, drift: dict[str, FeatureDrift]) -> list[Violation]:
@@ -38,7 +50,7 @@ def side_violations(side: FrameSide, constraints: Constraints, drift: dict[str, 
             if right_type < config.datatype_check_threshold:
                 violations.append(Violation(name, "data_type_check", _requirement(right_type)))
         completeness = present / rows
-        if completeness < feature.completeness:
+        if completeness < feature.completeness - sampling_allowance(feature.completeness, rows):
             violations.append(Violation(name, "completeness_check", _requirement(completeness)))
         if isinstance(state, StringState) and feature.domains is not None and state.present:
             domain = set(feature.domains)

@@ -95,21 +95,22 @@ def _trend_plot(runs: list[dict]) -> str | None:
     if len(runs) < 2:
         return None
     labels = [r["summary"]["window"]["end"] or r["folder"].name for r in runs]
+    positions = list(range(len(runs)))
     figure, axes = plt.subplots(1, 2, figsize=(9, 2.8))
     for metric in ("accuracy", "precision", "recall", "f1", "auc"):
         values = [(r["quality"] or {}).get(metric) for r in runs]
         if any(v is not None for v in values):
-            axes[0].plot(labels, [np.nan if v is None else v for v in values], marker="o", label=metric)
+            axes[0].plot(positions, [np.nan if v is None else v for v in values], marker="o", label=metric)
     axes[0].set_title("model quality", fontsize=10)
     axes[0].legend(fontsize=7)
     latest = sorted(runs[-1]["drift"]["features"], key=lambda d: -d["linf_simple"])[:5]
     for feature in latest:
         series = [next((d["linf_simple"] for d in r["drift"]["features"] if d["name"] == feature["name"]), np.nan) for r in runs]
-        axes[1].plot(labels, series, marker="o", label=feature["name"])
+        axes[1].plot(positions, series, marker="o", label=feature["name"])
     axes[1].set_title("L-inf drift (top 5 features)", fontsize=10)
     axes[1].legend(fontsize=7)
     for axis in axes:
-        axis.tick_params(axis="x", labelrotation=30, labelsize=7)
+        axis.set_xticks(positions, labels, rotation=30, fontsize=7)
     return _figure_uri(figure)
 
 

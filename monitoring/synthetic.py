@@ -62,8 +62,8 @@ def _reference() -> tuple[np.ndarray, np.ndarray]:
 
 
 def csv_rows(data: pandas.DataFrame) -> list[str]:
-    """Each row as a CSV line without header, in column order."""
-    columns = [data[c].astype(str).tolist() for c in data.columns]
+    """Each row as a CSV line without header, in column order; a missing value is an empty field."""
+    columns = [data[c].astype(object).where(data[c].notna(), "").astype(str).tolist() for c in data.columns]
     return [",".join(row) for row in zip(*columns)]
 
 

@@ -217,3 +217,18 @@ def test_stray_quotes_and_non_utf8_bytes_lose_no_rows(baseline, tmp_path):
     assert result.summary["rows"] == 5
     assert result.summary["skipped"] == {"bad line: BASE64 payload is not UTF-8 text": 1}
     assert ("f0", "data_type_check") in {(v.feature_name, v.constraint_check_type) for v in result.violations}
+
+
+def test_completeness_allows_sampling_noise_but_not_a_real_drop(tmp_path):
+    training = synthetic.frame(10_000, seed=11)
+    training.loc[training.sample(frac=0.1, random_state=0).index, "f1"] = np.nan
+    write_baseline(training, tmp_path / "base")
+    results = {}
+    for name, missing in (("same", 0.1), ("worse", 0.3)):
+        window = synthetic.frame(2_000, seed=12)
+        window.loc[window.sample(frac=missing, random_state=1).index, "f1"] = np.nan
+        synthetic.write_capture(tmp_path / name, window, START)
+        result = run(RunOptions(capture=str(tmp_path / name), baseline=tmp_path / "base", out=tmp_path / f"out-{name}", workers=1))
+        results[name] = {(v.feature_name, v.constraint_check_type) for v in result.violations}
+    assert ("f1", "completeness_check") not in results["same"]
+    assert ("f1", "completeness_check") in results["worse"]
