@@ -27,6 +27,16 @@ def _time(text: str) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes; use 1, 2, ... or 0 for one per CPU (at most 2)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mlship monitor", description="Baselines, data and model quality checks, drift, alerts and reports (SageMaker Model Monitor formats).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -51,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report-url", help="where the report lives, for the alert (default: the --out folder)")
     run.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
     run.add_argument("--endpoint-url", help="AWS endpoint URL (an emulator)")
-    run.add_argument("--workers", type=int, default=0, help="reader processes (default: CPUs, at most 2)")
+    run.add_argument("--workers", type=_workers, default=0, help="reader processes (default: CPUs, at most 2)")
 
     commands.add_parser("byoc", help="run as a SageMaker Model Monitor bring-your-own container (reads its environment)")
 

@@ -115,12 +115,15 @@ def _scan(files: list[str]) -> Window:
     """One worker's share of the files, folded into a Window."""
     plan = _PLAN
     window = Window(plan["inputs"], plan["outputs"], plan["pca"])
-    for file in files:
+    step = max(1, len(files) // 5)
+    for done, file in enumerate(files, 1):
         try:
             for lines in read_chunks(file, plan["access"]):
                 _fold(window, lines, plan)
         except OSError as error:  # a file that vanished or cannot be read: counted, the run goes on
             window.count(f"unreadable file: {error.strerror or error}", 1)
+        if len(files) >= 10 and done % step == 0:
+            log.info("reader %d: %d of %d files, %d records", os.getpid(), done, len(files), window.records)
     return window
 
 
