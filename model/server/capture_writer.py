@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -67,35 +68,59 @@ class CaptureWriter:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        # Drain whatever has queued up and write it in one go, flushing at most once per interval:
+        # one wake-up and one write per burst, not per record, keeps the thread off the GIL.
+        last_flush = time.monotonic()
         while True:
             try:
-                item = self._queue.get(timeout=self._flush_interval)
+                batch = [self._queue.get(timeout=self._flush_interval)]
             except queue.Empty:
-                self._flush()
-                continue
-            if item is _STOP:
+                batch = []
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in batch
+            records = [item for item in batch if item is not _STOP]
+            if records:
+                try:
+                    self._write(records)
+                except OSError:
+                    self.failed += len(records)
+                    log.exception("capture: could not write %d record(s) under %s", len(records), self.root)
+            if stop:
                 self._close_file()
                 return
-            try:
-                self._write(item)
-            except OSError:
-                self.failed += 1
-                log.exception("capture: could not write a record under %s", self.root)
+            if time.monotonic() - last_flush >= self._flush_interval:
+                self._flush()
+                last_flush = time.monotonic()
 
-    def _write(self, record: CaptureRecord) -> None:
+    def _write(self, records: list[CaptureRecord]) -> None:
+        start = 0
+        for index in range(1, len(records) + 1):
+            if index == len(records) or self._hour_of(records[index]) != self._hour_of(records[start]):
+                self._open_for(records[start])
+                self._file.write(b"".join(record.to_line() for record in records[start:index]))
+                self.written += index - start
+                start = index
+
+    @staticmethod
+    def _hour_of(record: CaptureRecord) -> tuple:
         at = record.inference_time or datetime.now(timezone.utc)
-        hour = (at.year, at.month, at.day, at.hour)
-        if hour != self._hour:
-            self._close_file()
-            folder = self.root / hour_folder(self.endpoint, self.variant, at)
-            folder.mkdir(parents=True, exist_ok=True)
-            self._path = folder / file_name(at)
-            self._file = open(self._path, "ab")
-            self._hour = hour
-        self._file.write(record.to_line())
-        self.written += 1
-        if self._queue.empty():
-            self._flush()
+        return at.year, at.month, at.day, at.hour
+
+    def _open_for(self, record: CaptureRecord) -> None:
+        hour = self._hour_of(record)
+        if hour == self._hour:
+            return
+        self._close_file()
+        at = record.inference_time or datetime.now(timezone.utc)
+        folder = self.root / hour_folder(self.endpoint, self.variant, at)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._path = folder / file_name(at)
+        self._file = open(self._path, "ab")
+        self._hour = hour
 
     def _flush(self) -> None:
         if self._file is not None:
