@@ -46,6 +46,7 @@ class ServeSettings:
     variant: str = "AllTraffic"
     capture_buffer: int = 10_000
     max_batch_rows: int = 512
+    compile: bool = True
     shutdown_timeout: float = 30.0
 
 
@@ -109,8 +110,7 @@ class ModelServer:
 
     async def load_model(self) -> None:
         try:
-            self.handlers = await asyncio.get_running_loop().run_in_executor(
-                None, Handlers.load, self.settings.model_dir)
+            self.handlers = await asyncio.get_running_loop().run_in_executor(None, self._load)
         except Exception as error:  # noqa: BLE001 - any failure means: do not serve this model
             self.load_error = f"{type(error).__name__}: {error}"
             log.error("model not served: %s (from %s); /ping answers 503", self.load_error, self.settings.model_dir)
@@ -118,6 +118,16 @@ class ModelServer:
         self.batcher = MicroBatcher(self.handlers.predict, max_rows=self.settings.max_batch_rows)
         self.batcher.start()
         log.info("model %s %s loaded; /ping answers 200", self.identity.name, self.identity.version)
+
+    def _load(self) -> Handlers:
+        handlers = Handlers.load(self.settings.model_dir)
+        if self.settings.compile:
+            from model.server.compiled import compile_handlers_model
+
+            compiled = compile_handlers_model(handlers, list(self.identity.features))
+            if compiled is not None:
+                handlers.serving_model = compiled
+        return handlers
 
     async def stop(self) -> None:
         if self.batcher:
@@ -224,6 +234,8 @@ class ModelServer:
             "model": {"name": self.identity.name, "version": self.identity.version, "sha256": self.identity.sha256},
             "uptime_seconds": round(time.monotonic() - self.started, 3),
             "worker": self.metrics.worker,
+            "inference_path": None if self.handlers is None else
+            "onnxruntime" if self.handlers.serving_model is not self.handlers.model else "joblib",
             "capture": {"enabled": self.capture is not None, "sampling_percent": self.settings.capture_sampling,
                         **self.capture_state()},
         }
