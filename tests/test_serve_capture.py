@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from serve_helpers import CSV_ROW, CSV_ROWS, ServerProcess, packaged_model
+from serve_helpers import csv_rows, json_instances, ServerProcess, packaged_model
 
 from model.server.capture_writer import CaptureWriter
 from monitoring.capture import CapturedPayload, CaptureRecord, parse_line
@@ -33,10 +33,10 @@ def test_every_answered_request_is_captured_after_sigterm(tmp_path, monitor_fixt
                         "--capture-dir", str(capture), "--endpoint-name", "churn-prod"]) as server:
         for number in range(requests):
             if number % 2:
-                answer = server.client.post("/invocations", content=CSV_ROWS, headers={"content-type": "text/csv",
+                answer = server.client.post("/invocations", content=csv_rows(3, seed=2), headers={"content-type": "text/csv",
                                             "x-amzn-sagemaker-inference-id": f"inference-{number}"})
             else:
-                answer = server.client.post("/invocations", json={"instances": [[number, 30.0, "one-year", "dsl"]]})
+                answer = server.client.post("/invocations", json={"instances": json_instances(csv_rows(1, seed=number))})
             assert answer.status_code == 200
         assert server.client.post("/invocations", content="bad", headers={"content-type": "text/csv"}).status_code == 400
         code, _ = server.stop()
@@ -48,7 +48,7 @@ def test_every_answered_request_is_captured_after_sigterm(tmp_path, monitor_fixt
     assert len({record.event_id for record in records}) == requests
     csv_records = [record for record in records if record.input.encoding == "CSV"]
     assert sorted(record.inference_id for record in csv_records) == sorted(f"inference-{n}" for n in range(1, requests, 2))
-    assert all(record.input.data == CSV_ROWS and record.output.data.count("\n") == 3 for record in csv_records)
+    assert all(record.input.data == csv_rows(3, seed=2) and record.output.data.count("\n") == 3 for record in csv_records)
     json_records = [record for record in records if record.input.encoding == "JSON"]
     assert len(json_records) == requests // 2 and all(record.output.media_type() == "application/json"
                                                       for record in json_records)
@@ -62,7 +62,7 @@ def test_every_answered_request_is_captured_after_sigterm(tmp_path, monitor_fixt
 def test_sampling_zero_captures_nothing(tmp_path):
     with ServerProcess(["--model", str(packaged_model()), "--host", "127.0.0.1", "--port", "0", "--workers", "1",
                         "--capture-dir", str(tmp_path), "--capture-sampling", "0"]) as server:
-        assert server.client.post("/invocations", content=CSV_ROW, headers={"content-type": "text/csv"}).status_code == 200
+        assert server.client.post("/invocations", content=csv_rows(1), headers={"content-type": "text/csv"}).status_code == 200
         health = server.client.get("/health").json()["capture"]
     assert health["sampling_percent"] == 0 and not list(tmp_path.rglob("*.jsonl"))
 

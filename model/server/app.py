@@ -46,7 +46,7 @@ class ServeSettings:
     variant: str = "AllTraffic"
     capture_buffer: int = 10_000
     max_batch_rows: int = 512
-    compile: bool = True
+    onnx: bool = False
     shutdown_timeout: float = 30.0
 
 
@@ -121,12 +121,10 @@ class ModelServer:
 
     def _load(self) -> Handlers:
         handlers = Handlers.load(self.settings.model_dir)
-        if self.settings.compile:
-            from model.server.compiled import compile_handlers_model
+        if self.settings.onnx:
+            from model.server.compiled import compiled_model
 
-            compiled = compile_handlers_model(handlers, list(self.identity.features))
-            if compiled is not None:
-                handlers.serving_model = compiled
+            handlers.serving_model = compiled_model(handlers, list(self.identity.features)) or handlers.model
         return handlers
 
     async def stop(self) -> None:
