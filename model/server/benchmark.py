@@ -5,8 +5,9 @@
 Both servers call the same inference.py handlers with the same number of worker processes.
 Load comes from separate processes: wrk (Debian's `wrk`) for maximum throughput, and
 model/server/loadgen.py for latency at a fixed 200 requests/s (wrk has no fixed-rate mode).
-Measured: one-row JSON and 100-row CSV throughput, p50/p99 at 200 req/s, and mlship's one-row
-throughput with capture on (100% sampling) against off. Prints a Markdown table and JSON.
+Measured for mlship (default joblib path, and --onnx) and the reference: one-row JSON and 100-row
+CSV throughput, p50/p99 at 200 req/s; and mlship's one-row throughput with capture on (100%
+sampling) against off. Prints a Markdown table and JSON.
 """
 
 from __future__ import annotations
@@ -132,10 +133,10 @@ class Server:
         _stop(self.process)
 
 
-def mlship(model: Path, workers: int, capture: Path | None = None) -> Server:
+def mlship(model: Path, workers: int, capture: Path | None = None, flags: tuple[str, ...] = ()) -> Server:
     port = _free_port()
     argv = [sys.executable, "-m", "mlship", "serve", "--model", str(model), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers)]
+            "--port", str(port), "--workers", str(workers), *flags]
     if capture is not None:
         argv += ["--capture-dir", str(capture), "--capture-sampling", "100"]
     return Server(argv, f"http://127.0.0.1:{port}")
@@ -158,16 +159,18 @@ def measure(server: Server, bodies: dict, seconds: int, connections: int, rate: 
 
 
 def markdown(results: dict) -> str:
-    mine, ref = results["mlship"], results["reference"]
-    lines = ["| measure | mlship | Flask + gunicorn | ratio |", "| --- | --- | --- | --- |"]
+    mine, onnx, ref = results["mlship"], results["mlship_onnx"], results["reference"]
+    lines = ["| measure | mlship (joblib, default) | mlship --onnx | Flask + gunicorn | mlship / reference |",
+             "| --- | --- | --- | --- | --- |"]
 
-    def row(label: str, a: float, b: float, unit: str) -> None:
-        lines.append(f"| {label} | {a:g} {unit} | {b:g} {unit} | {a / b:.2f}x |")
+    def row(label: str, key: str, measure: str, unit: str) -> None:
+        a, b, c = mine[key][measure], onnx[key][measure], ref[key][measure]
+        lines.append(f"| {label} | {a:g} {unit} | {b:g} {unit} | {c:g} {unit} | {a / c:.2f}x, --onnx {b / c:.2f}x |")
 
-    row("one-row JSON, max throughput", mine["one_row_json"]["requests_per_s"], ref["one_row_json"]["requests_per_s"], "req/s")
-    row("100-row CSV, max throughput", mine["hundred_row_csv"]["requests_per_s"], ref["hundred_row_csv"]["requests_per_s"], "req/s")
+    row("one-row JSON, max throughput", "one_row_json", "requests_per_s", "req/s")
+    row("100-row CSV, max throughput", "hundred_row_csv", "requests_per_s", "req/s")
     for key in ("p50_ms", "p99_ms"):
-        row(f"{key[:3]} at {results['rate']:g} req/s (one-row JSON)", mine["fixed_rate"][key], ref["fixed_rate"][key], "ms")
+        row(f"{key[:3]} at {results['rate']:g} req/s (one-row JSON)", "fixed_rate", key, "ms")
     on, off = results["capture_on"]["requests_per_s"], mine["one_row_json"]["requests_per_s"]
     lines += ["", f"Capture at 100% sampling: {on:g} req/s with, {off:g} req/s without "
                   f"({(1 - on / off) * 100:+.1f}% cost); {results['capture_records']} records written."]
@@ -195,6 +198,8 @@ def main() -> None:
                      "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"}
     with mlship(args.model, args.workers) as server:
         results["mlship"] = measure(server, bodies, args.seconds, args.connections, args.rate)
+    with mlship(args.model, args.workers, flags=("--onnx",)) as server:
+        results["mlship_onnx"] = measure(server, bodies, args.seconds, args.connections, args.rate)
     with reference(model_dir, args.workers) as server:
         results["reference"] = measure(server, bodies, args.seconds, args.connections, args.rate)
     capture = scratch / "capture"
