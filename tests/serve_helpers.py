@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +29,7 @@ def packaged_model() -> Path:
     """dist/<name>-<version>/ from the real `mlship model train/evaluate/package`, on a small synthetic
     table; built once per test process (about 15 seconds)."""
     work = Path(tempfile.mkdtemp(prefix="mlship-serve-test-"))
+    atexit.register(shutil.rmtree, work, True)
     overrides = ["--set", "data.rows=2000", "--set", "classifier.max_iter=50",
                  "--set", f"build_dir={work / 'build'}", "--set", f"dist_dir={work / 'dist'}"]
     for step in ("train", "evaluate", "package"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -85,10 +86,22 @@ def test_writer_rolls_files_by_hour_and_hands_closed_files_on(tmp_path):
 
 def test_a_full_buffer_drops_and_counts_instead_of_waiting(tmp_path):
     writer = CaptureWriter(tmp_path, "ep", "v1", capacity=1)
-    blocked = Path(tmp_path / "not-a-dir")
-    blocked.write_text("")
-    writer.root = blocked  # every write fails (a file where a folder should be): the queue backs up
+    gate = threading.Event()
+    write = writer._write
+    writer._write = lambda records: (gate.wait(), write(records))  # a disk that has stalled
     offered = [writer.offer(_record(datetime.now(timezone.utc))) for _ in range(200)]
+    gate.set()
     writer.close()
-    assert writer.dropped == offered.count(False) > 0
-    assert writer.written == 0 and writer.failed == offered.count(True)
+    accepted = offered.count(True)
+    assert 1 <= accepted <= 2 and writer.dropped == 200 - accepted
+    assert writer.written == accepted == len(_records(tmp_path))
+
+
+def test_a_failing_disk_is_counted_not_raised(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    writer = CaptureWriter(blocked, "ep", "v1")  # a file where the capture folder should be
+    for _ in range(3):
+        assert writer.offer(_record(datetime.now(timezone.utc)))
+    writer.close()
+    assert writer.failed == 3 and writer.written == 0
