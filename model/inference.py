@@ -43,7 +43,13 @@ class ModelIntegrityError(RuntimeError):
 
 
 class Model:
-    """The fitted pipeline with its feature schema and decision threshold."""
+    """The fitted pipeline with its feature schema and decision threshold.
+
+    `probability(data)` takes a lean path when the pipeline is mlship's usual shape: the fitted
+    imputers', scaler's and encoder's numbers applied with numpy, without scikit-learn's per-call
+    validation (most of a one-row prediction's cost). It is used only after it gave the full
+    pipeline's answers on probe rows built from the schema; otherwise the full pipeline runs.
+    """
 
     def __init__(self, pipeline, manifest: dict):
         self.pipeline = pipeline
@@ -53,6 +59,17 @@ class Model:
         self.numeric = [feature["type"] == "numeric" for feature in self.features]
         self.index = {name: position for position, name in enumerate(self.names)}
         self.threshold = float(manifest.get("decision_threshold", 0.5))
+        self.lean = _LeanPipeline.verified(pipeline, _probe_rows(self.features, self.numeric))
+
+    def probability(self, data: np.ndarray) -> np.ndarray:
+        if self.lean is not None:
+            return self.lean.probability(data)
+        return self.pipeline.predict_proba(data)[:, 1]
+
+
+# The container calls input_fn(body, content_type) without the model, but parsing needs its schema:
+# the model that model_fn loaded last is kept here (one model per process, as in SageMaker).
+_loaded: list[Model] = []
 
 
 def model_fn(model_dir: str) -> Model:
@@ -74,10 +91,6 @@ def model_fn(model_dir: str) -> Model:
     return model
 
 
-# The container calls input_fn(body, content_type) without the model, but parsing needs its schema:
-# the model that model_fn loaded last is kept here (one model per process, as in SageMaker).
-_loaded: list[Model] = []
-
 
 def _current_model() -> Model:
     if not _loaded:
@@ -89,31 +102,28 @@ def input_fn(body, content_type: str, model: Model | None = None) -> np.ndarray:
     """Parse a request body into rows; `model` defaults to the one model_fn loaded last."""
     model = model or _current_model()
     media = _media_type(content_type)
+    if media not in (CSV, JSON):
+        raise UnsupportedContentType(f"content type {content_type!r} is not supported; send {CSV} or {JSON}")
     if isinstance(body, (bytes, bytearray, memoryview)):
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidInput("body is not UTF-8 text") from None
-    if media == CSV:
-        rows = _csv_rows(body)
-    elif media == JSON:
-        rows = _json_rows(body, model)
-    else:
-        raise UnsupportedContentType(f"content type {content_type!r} is not supported; send {CSV} or {JSON}")
+    rows = _csv_rows(body) if media == CSV else _json_rows(body, model)
     if not rows:
         raise InvalidInput("body holds no rows; send at least one row of features")
     return _to_matrix(rows, model)
 
 
 def predict_fn(data: np.ndarray, model: Model) -> np.ndarray:
-    probability = model.pipeline.predict_proba(data)[:, 1]
+    probability = model.probability(data)
     return np.column_stack([probability, (probability >= model.threshold).astype(float)])
 
 
 def output_fn(prediction: np.ndarray, accept: str | None) -> str:
     media = _accept_type(accept)
     if media == CSV:
-        return "".join(f"{probability:.6g},{int(label)}\n" for probability, label in prediction)
+        return "".join(f"{probability:.6f},{int(label)}\n" for probability, label in prediction)
     return json.dumps({"predictions": [{"probability": round(float(p), 6), "label": int(l)} for p, l in prediction]})
 
 
@@ -193,3 +203,94 @@ def _cell(value, numeric: bool, row: int, column: int, model: Model):
 
 def _bad(row: int, column: int, model: Model, problem: str):
     raise InvalidInput(f"row {row}, column {column + 1} ({model.names[column]}): {problem}")
+
+
+class _LeanPipeline:
+    """ColumnTransformer[numeric: median imputer + scaler, categorical: imputer + one-hot] + classifier, in numpy."""
+
+    def __init__(self, pipeline):
+        columns, classifier = pipeline.named_steps["features"], pipeline.named_steps["classifier"]
+        (_, numeric, self.numeric_columns), (_, categorical, self.categorical_columns) = columns.transformers_[:2]
+        self.numeric_fill = numeric.named_steps["impute"].statistics_.astype(float)
+        scaler = numeric.named_steps["scale"]
+        self.mean = scaler.mean_ if scaler.with_mean else np.zeros(len(self.numeric_columns))
+        self.scale = scaler.scale_ if scaler.with_std else np.ones(len(self.numeric_columns))
+        self.category_fill = list(categorical.named_steps["impute"].statistics_)
+        self.lookups, offset = [], len(self.numeric_columns)
+        for categories in categorical.named_steps["onehot"].categories_:
+            self.lookups.append({value: offset + position for position, value in enumerate(categories)})
+            offset += len(categories)
+        self.width = offset
+        self.classifier = classifier
+        self.linear = None
+        if type(classifier).__name__ == "LogisticRegression" and len(classifier.classes_) == 2:
+            self.linear = (classifier.coef_.ravel().astype(float), float(classifier.intercept_[0]))
+
+    @classmethod
+    def verified(cls, pipeline, probe: np.ndarray):
+        """A lean pipeline that matches the full one on the probe rows, or None."""
+        try:
+            if not cls._usual_shape(pipeline):
+                return None
+            lean = cls(pipeline)
+            if np.allclose(lean.probability(probe), pipeline.predict_proba(probe)[:, 1], rtol=0, atol=1e-9):
+                return lean
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+            pass
+        return None
+
+    @staticmethod
+    def _usual_shape(pipeline) -> bool:
+        steps = getattr(pipeline, "named_steps", {})
+        columns, classifier = steps.get("features"), steps.get("classifier")
+        if columns is None or classifier is None or list(steps) != ["features", "classifier"]:
+            return False
+        fitted = [t for t in columns.transformers_ if t[0] != "remainder"]
+        remainder = [t for t in columns.transformers_ if t[0] == "remainder"]
+        if [name for name, _, _ in fitted] != ["numeric", "categorical"] or any(t[1] != "drop" for t in remainder):
+            return False
+        numeric, categorical = fitted[0][1], fitted[1][1]
+        impute, onehot = numeric.named_steps["impute"], categorical.named_steps["onehot"]
+        return (
+            list(numeric.named_steps) == ["impute", "scale"] and list(categorical.named_steps) == ["impute", "onehot"]
+            and type(numeric.named_steps["scale"]).__name__ == "StandardScaler"
+            and type(onehot).__name__ == "OneHotEncoder" and onehot.drop is None and onehot.handle_unknown == "ignore"
+            and getattr(onehot, "infrequent_categories_", None) in (None, [None] * len(onehot.categories_))
+            and not impute.add_indicator and not categorical.named_steps["impute"].add_indicator
+            and type(classifier).__name__ in ("LogisticRegression", "HistGradientBoostingClassifier")
+        )
+
+    def transform(self, data: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(data), self.width))
+        numbers = data[:, self.numeric_columns].astype(float)
+        holes = np.isnan(numbers)
+        numbers[holes] = np.broadcast_to(self.numeric_fill, numbers.shape)[holes]
+        out[:, : len(self.numeric_columns)] = (numbers - self.mean) / self.scale
+        for row, values in enumerate(data[:, self.categorical_columns]):
+            for value, fill, lookup in zip(values, self.category_fill, self.lookups):
+                position = lookup.get(fill if isinstance(value, float) else value)
+                if position is not None:  # an unseen category encodes as all zeros, as OneHotEncoder(handle_unknown="ignore")
+                    out[row, position] = 1.0
+        return out
+
+    def probability(self, data: np.ndarray) -> np.ndarray:
+        features = self.transform(data)
+        if self.linear is not None:
+            coefficients, intercept = self.linear
+            return 1.0 / (1.0 + np.exp(-(features @ coefficients + intercept)))
+        return self.classifier.predict_proba(features)[:, 1]
+
+
+def _probe_rows(features: list[dict], numeric: list[bool]) -> np.ndarray:
+    """Rows that visit every category, an unseen one, each numeric range's ends and middle, and holes."""
+    count = max([len(f.get("categories", [])) for f in features] + [3]) + 2
+    probe = np.empty((count, len(features)), dtype=object)
+    for column, (feature, is_numeric) in enumerate(zip(features, numeric)):
+        for row in range(count):
+            if is_numeric:
+                low, high = float(feature["min"]), float(feature["max"])
+                values = [low, high, (low + high) / 2, low - 1, np.nan]
+            else:
+                values = [*feature["categories"], "mlship-unseen-category", np.nan]
+            probe[row, column] = values[(row + column) % len(values)]
+    return probe

@@ -16,8 +16,12 @@ def schema_changes(old: dict, new: dict) -> list[str]:
     changes = []
     old_features = {f["name"]: f for f in old["features"]}
     new_features = {f["name"]: f for f in new["features"]}
-    changes += [f"feature {name!r} removed" for name in old_features if name not in new_features]
-    changes += [f"feature {name!r} added" for name in new_features if name not in old_features]
+    removed = [name for name in old_features if name not in new_features]
+    added = [name for name in new_features if name not in old_features]
+    if removed:
+        changes.append(f"removed features {', '.join(removed)}")
+    if added:
+        changes.append(f"added features {', '.join(added)}")
     for name in old_features.keys() & new_features.keys():
         was, now = old_features[name], new_features[name]
         if (was["type"], was["dtype"]) != (now["type"], now["dtype"]):
@@ -31,7 +35,7 @@ def schema_changes(old: dict, new: dict) -> list[str]:
     if [o["name"] for o in old["output"]] != [o["name"] for o in new["output"]]:
         changes.append("output changed from " + ",".join(o["name"] for o in old["output"])
                        + " to " + ",".join(o["name"] for o in new["output"]))
-    return sorted(changes) if len(changes) > 1 else changes
+    return changes
 
 
 def check_bump(new: dict, released: dict[str, dict], where: str) -> tuple[str | None, str]:

@@ -16,3 +16,4 @@ def test_unknown_command_is_a_one_line_error():
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "unknown command 'frobnicate'" in result.stderr
+

@@ -64,6 +64,7 @@ def test_csv_one_row_and_many_rows_give_the_pipelines_predictions(served, custom
     probabilities = np.array([float(line.split(",")[0]) for line in lines])
     labels = np.array([int(line.split(",")[1]) for line in lines])
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    assert model.lean is not None  # the answers above came from the lean path
     np.testing.assert_array_equal(labels, (expected >= 0.5).astype(int))
     assert 0 < labels.sum() < len(labels)
     one = invoke(handlers, model, rows_as_csv(customers.iloc[:1]), "text/csv; charset=utf-8", "text/csv")
@@ -123,7 +124,7 @@ def test_bad_input_names_the_row_and_column(served, customers, body, content_typ
 def test_unknown_content_and_accept_types_are_refused(served, customers):
     handlers, model, _ = served
     with pytest.raises(handlers.UnsupportedContentType, match="'application/x-parquet' is not supported"):
-        handlers.input_fn(b"PAR1", "application/x-parquet")
+        handlers.input_fn(b"PAR1\xff\x00", "application/x-parquet")
     prediction = handlers.predict_fn(handlers.input_fn(rows_as_csv(customers.iloc[:1]), "text/csv"), model)
     with pytest.raises(handlers.UnsupportedContentType, match="accept 'image/png'"):
         handlers.output_fn(prediction, "image/png")
@@ -157,3 +158,31 @@ def test_inference_imports_only_what_the_sagemaker_container_has(served):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=model_dir, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(",") == 1
+
+
+@pytest.mark.parametrize("classifier", ["logistic_regression", "hist_gradient_boosting"])
+def test_lean_path_gives_the_full_pipelines_probabilities(served, classifier, tmp_path):
+    handlers, _, _ = served
+    from model_support import SMALL, mlship, workspace_args
+
+    options = [*SMALL, *workspace_args(tmp_path), "--set", f"classifier.kind={classifier}"]
+    assert mlship("train", *options) == 0
+    work = tmp_path / "build/churn-1.0.0"
+    manifest = json.loads((work / "model.json").read_text())
+    model = handlers.Model(joblib.load(work / "model.joblib"), manifest)
+    assert model.lean is not None
+    rows = to_matrix(synthetic_churn(500, seed=21)[model.names], model.features)
+    rows[::7, 12] = "a-contract-never-seen"  # unseen category
+    rows[::5, 0] = np.nan
+    np.testing.assert_allclose(model.lean.probability(rows), model.pipeline.predict_proba(rows)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_an_unusual_pipeline_runs_whole(served):
+    handlers, model, _ = served
+    from sklearn.pipeline import Pipeline
+
+    other = Pipeline([("features", model.pipeline.named_steps["features"]), ("model", model.pipeline.named_steps["classifier"])])
+    unusual = handlers.Model(other, model.manifest)
+    assert unusual.lean is None
+    data = handlers.input_fn("," * 15, "text/csv", model=unusual)
+    assert handlers.predict_fn(data, unusual)[0, 0] == pytest.approx(other.predict_proba(data)[0, 1])

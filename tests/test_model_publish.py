@@ -163,3 +163,12 @@ class _Raw:
 
     def stream(self, **_):
         yield self.data
+
+
+def test_cli_registers_in_the_models_own_group_unless_told_not_to(registry, releases, capsys, monkeypatch):
+    root, _, _ = releases
+    monkeypatch.chdir(root)
+    assert mlship("publish", "--bucket", BUCKET, "--region", REGION, "--no-register") == 0
+    assert registry.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    assert mlship("publish", "--bucket", BUCKET, "--region", REGION) == 0
+    assert "model package arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn/1" in capsys.readouterr().out

@@ -1,5 +1,7 @@
 """What the handlers cost per call: input_fn and predict_fn (and output_fn) for 1 and 100 CSV rows.
 
+"lean" is predict_fn as shipped (the verified numpy path), "full" forces the whole scikit-learn pipeline.
+
 Builds one release per classifier (synthetic data, default settings) in a temp dir, extracts each
 model.tar.gz, imports its code/inference.py as the container does and times the handlers side by
 side in one process. Run from the repository root:
@@ -15,6 +17,7 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import itertools
 import statistics
 import sys
 import tarfile
@@ -68,20 +71,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300)
     args = parser.parse_args()
-    print("| classifier | rows | input_fn ms (median / p90) | predict_fn ms | output_fn ms | total median ms |")
-    print("|---|---|---|---|---|---|")
+    print("| classifier | path | rows | input_fn ms (median / p90) | predict_fn ms | output_fn ms | total median ms |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as temp:
         for classifier in CLASSIFIERS:
             handlers = load_handlers(build(Path(temp) / classifier, classifier), classifier)
-            model = handlers.model_fn(str(Path(temp) / classifier / "model"))
-            for rows in (1, 100):
+            lean_model = handlers.model_fn(str(Path(temp) / classifier / "model"))
+            full_model = handlers.model_fn(str(Path(temp) / classifier / "model"))
+            full_model.lean = None  # the whole scikit-learn pipeline on every call
+            for (path, model), rows in itertools.product((("lean", lean_model), ("full", full_model)), (1, 100)):
                 body = csv_body(rows, model.names)
                 data = handlers.input_fn(body, "text/csv")
                 prediction = handlers.predict_fn(data, model)
                 parse = timed(lambda: handlers.input_fn(body, "text/csv"), args.repeat)
                 predict = timed(lambda: handlers.predict_fn(data, model), args.repeat)
                 render = timed(lambda: handlers.output_fn(prediction, "text/csv"), args.repeat)
-                print(f"| {classifier} | {rows} | {parse[0]:.3f} / {parse[1]:.3f} | {predict[0]:.3f} / {predict[1]:.3f} "
+                print(f"| {classifier} | {path} | {rows} | {parse[0]:.3f} / {parse[1]:.3f} | {predict[0]:.3f} / {predict[1]:.3f} "
                       f"| {render[0]:.3f} / {render[1]:.3f} | {parse[0] + predict[0] + render[0]:.2f} |")
             sys.stdout.flush()
 
