@@ -26,7 +26,6 @@ from model.server.capture_writer import CaptureWriter
 from model.server.httpserver import ConnectionTracker, HttpProtocol, Request, Response
 from model.server.metrics import Metrics
 from model.server.package import Handlers, ModelIdentity
-from monitoring.capture import CapturedPayload, CaptureRecord
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("mlship.access")
@@ -210,10 +209,8 @@ class ModelServer:
     def _capture(self, request: Request, content_type: str, output: bytes, output_type: str) -> None:
         if self.capture is None or random.random() * 100 >= self.settings.capture_sampling:
             return
-        self.capture.offer(CaptureRecord.new(
-            CapturedPayload.from_bytes(request.body, content_type),
-            CapturedPayload.from_bytes(output, output_type),
-            inference_id=request.headers.get("x-amzn-sagemaker-inference-id")))
+        self.capture.offer_exchange(request.body, content_type, output, output_type,
+                                    request.headers.get("x-amzn-sagemaker-inference-id"))
 
     def capture_state(self) -> dict[str, int]:
         if self.capture is None:
