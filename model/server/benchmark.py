@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import socket
 import subprocess
 import sys
@@ -158,6 +159,16 @@ def measure(server: Server, bodies: dict, seconds: int, connections: int, rate: 
             "fixed_rate": _fixed_rate(server.url, one_type, one_body, seconds, rate)}
 
 
+def _median(rounds: list):
+    """The per-key median of the rounds' numbers (nested dicts kept, text from the first round)."""
+    first = rounds[0]
+    if isinstance(first, dict):
+        return {key: _median([measured[key] for measured in rounds]) for key in first}
+    if isinstance(first, (int, float)):
+        return statistics.median(rounds)
+    return first
+
+
 def markdown(results: dict) -> str:
     mine, onnx, ref = results["mlship"], results["mlship_onnx"], results["reference"]
     lines = ["| measure | mlship (joblib, default) | mlship --onnx | Flask + gunicorn | mlship / reference |",
@@ -184,6 +195,7 @@ def main() -> None:
     cli.add_argument("--seconds", type=int, default=10)
     cli.add_argument("--connections", type=int, default=32)
     cli.add_argument("--rate", type=float, default=200.0)
+    cli.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     args = cli.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("benchmark: wrk not found; install it with `apt-get install -y wrk`")
@@ -195,18 +207,28 @@ def main() -> None:
     bodies = {"one": ("application/json", one), "many": ("text/csv", many)}
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "workers": args.workers,
                      "seconds": args.seconds, "connections": args.connections, "rate": args.rate,
+                     "rounds_run": args.rounds,
                      "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"}
-    with mlship(args.model, args.workers) as server:
-        results["mlship"] = measure(server, bodies, args.seconds, args.connections, args.rate)
-    with mlship(args.model, args.workers, flags=("--onnx",)) as server:
-        results["mlship_onnx"] = measure(server, bodies, args.seconds, args.connections, args.rate)
-    with reference(model_dir, args.workers) as server:
-        results["reference"] = measure(server, bodies, args.seconds, args.connections, args.rate)
-    capture = scratch / "capture"
-    with mlship(args.model, args.workers, capture) as server:
-        _wrk(server.url, *bodies["one"], 2, args.connections)
-        results["capture_on"] = _wrk(server.url, *bodies["one"], args.seconds, args.connections)
-    results["capture_records"] = sum(len(path.read_bytes().splitlines()) for path in capture.rglob("*.jsonl"))
+    # On a shared machine the load from elsewhere drifts by the minute: every configuration is
+    # measured once per round, rounds interleave them, and the median of the rounds is reported.
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        print(f"round {number}/{args.rounds}", file=sys.stderr, flush=True)
+        measured: dict = {}
+        with mlship(args.model, args.workers) as server:
+            measured["mlship"] = measure(server, bodies, args.seconds, args.connections, args.rate)
+        with mlship(args.model, args.workers, flags=("--onnx",)) as server:
+            measured["mlship_onnx"] = measure(server, bodies, args.seconds, args.connections, args.rate)
+        with reference(model_dir, args.workers) as server:
+            measured["reference"] = measure(server, bodies, args.seconds, args.connections, args.rate)
+        capture = scratch / f"capture-{number}"
+        with mlship(args.model, args.workers, capture) as server:
+            _wrk(server.url, *bodies["one"], 2, args.connections)
+            measured["capture_on"] = _wrk(server.url, *bodies["one"], args.seconds, args.connections)
+        measured["capture_records"] = sum(len(path.read_bytes().splitlines()) for path in capture.rglob("*.jsonl"))
+        rounds.append(measured)
+    results |= _median(rounds)
+    results["rounds"] = rounds
     shutil.rmtree(scratch, ignore_errors=True)
     print(markdown(results))
     print()
