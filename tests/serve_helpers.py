@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
-import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -18,73 +17,60 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE_HANDLERS = Path(__file__).with_name("serve_fixture") / "inference.py"
-
-FEATURES = [
-    {"name": "tenure", "type": "numeric", "dtype": "integer", "min": 0, "max": 72, "nullable": False},
-    {"name": "monthly_charges", "type": "numeric", "dtype": "float", "min": 18.0, "max": 120.0, "nullable": True},
-    {"name": "contract", "type": "categorical", "dtype": "string",
-     "categories": ["month-to-month", "one-year", "two-year"], "nullable": False},
-    {"name": "internet", "type": "categorical", "dtype": "string", "categories": ["dsl", "fiber", "none"],
-     "nullable": True},
-]
-CSV_ROW = "12,70.5,month-to-month,fiber"
-CSV_ROWS = "\n".join([CSV_ROW, "60,25.0,two-year,none", "3,,one-year,dsl"]) + "\n"
 
 
-def _synthetic_rows(count: int, seed: int = 7):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(0, 73, count)
-    charges = rng.uniform(18, 120, count).round(2)
-    contract = rng.choice(FEATURES[2]["categories"], count)
-    internet = rng.choice(FEATURES[3]["categories"], count)
-    logit = -0.04 * tenure + 0.03 * (charges - 60) + (contract == "month-to-month") * 1.2
-    churn = (rng.uniform(size=count) < 1 / (1 + np.exp(-logit))).astype(int)
-    rows = np.empty((count, 4), dtype=object)
-    rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3] = tenure.astype(float), charges, contract, internet
-    return rows, churn
-
-
-def _train(rows, labels):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    columns = ColumnTransformer([("numbers", "passthrough", [0, 1]),
-                                 ("categories", OneHotEncoder(handle_unknown="ignore", sparse_output=False), [2, 3])])
-    return Pipeline([("columns", columns), ("model", HistGradientBoostingClassifier(max_iter=40))]).fit(rows, labels)
-
-
-def write_package(out: Path, handlers: Path = FIXTURE_HANDLERS, name: str = "churn", version: str = "0.1.0") -> Path:
-    """dist/<name>-<version>/model.tar.gz in the package contract's layout; returns the dist folder."""
-    import joblib
-
-    staging = out / "staging"
-    (staging / "code").mkdir(parents=True)
-    joblib.dump(_train(*_synthetic_rows(2000)), staging / "model.joblib")
-    digest = hashlib.sha256((staging / "model.joblib").read_bytes()).hexdigest()
-    manifest = {"name": name, "version": version, "sha256": digest, "features": FEATURES,
-                "target": {"name": "churn", "classes": [0, 1]},
-                "output": [{"name": "probability", "type": "numeric"}, {"name": "label", "type": "numeric"}]}
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    shutil.copy(handlers, staging / "code" / "inference.py")
-    (staging / "code" / "requirements.txt").write_text("")
-    dist = out / "dist" / f"{name}-{version}"
-    dist.mkdir(parents=True)
-    with tarfile.open(dist / "model.tar.gz", "w:gz") as archive:
-        for path in sorted(staging.rglob("*")):
-            archive.add(path, arcname=path.relative_to(staging).as_posix(), recursive=False)
-    shutil.rmtree(staging)
-    return dist
+def _mlship(*args: str, cwd: Path) -> None:
+    subprocess.run([sys.executable, "-m", "mlship", *args], check=True, cwd=cwd, env=python_env(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
 
 
 @functools.cache
 def packaged_model() -> Path:
-    """One package per test process (training takes a second or two)."""
-    return write_package(Path(tempfile.mkdtemp(prefix="mlship-serve-test-")))
+    """dist/<name>-<version>/ from the real `mlship model train/evaluate/package`, on a small synthetic
+    table; built once per test process (about 15 seconds)."""
+    work = Path(tempfile.mkdtemp(prefix="mlship-serve-test-"))
+    atexit.register(shutil.rmtree, work, True)
+    overrides = ["--set", "data.rows=2000", "--set", "classifier.max_iter=50",
+                 "--set", f"build_dir={work / 'build'}", "--set", f"dist_dir={work / 'dist'}"]
+    for step in ("train", "evaluate", "package"):
+        _mlship("model", step, *overrides, cwd=work)
+    (release,) = (work / "dist").iterdir()
+    return release
+
+
+@functools.cache
+def features() -> list[dict]:
+    return json.loads((packaged_model() / "manifest.json").read_text())["features"]
+
+
+def _value(feature: dict, rng, missing_share: float) -> str:
+    if feature.get("nullable") and rng.random() < missing_share:
+        return ""
+    if feature["type"] == "numeric":
+        low, high = float(feature["min"]), float(feature["max"])
+        value = low + (high - low) * rng.random()
+        return str(round(value)) if feature.get("dtype") == "integer" else f"{value:.3f}"
+    return rng.choice(feature["categories"])
+
+
+def csv_rows(count: int, seed: int = 0, missing_share: float = 0.0) -> str:
+    """`count` valid CSV rows for the packaged model's schema, one per line."""
+    import random
+
+    rng = random.Random(seed)
+    return "".join(",".join(_value(feature, rng, missing_share) for feature in features()) + "\n"
+                   for _ in range(count))
+
+
+def json_instances(csv_text: str) -> list[list]:
+    """The same rows as JSON lists (numbers as numbers, missing as null)."""
+    rows = []
+    for line in csv_text.splitlines():
+        row = []
+        for feature, value in zip(features(), line.split(",")):
+            row.append(None if value == "" else float(value) if feature["type"] == "numeric" else value)
+        rows.append(row)
+    return rows
 
 
 def python_env() -> dict[str, str]:

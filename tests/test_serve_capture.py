@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from serve_helpers import CSV_ROW, CSV_ROWS, ServerProcess, packaged_model
+from serve_helpers import csv_rows, json_instances, ServerProcess, packaged_model
 
 from model.server.capture_writer import CaptureWriter
 from monitoring.capture import CapturedPayload, CaptureRecord, parse_line
@@ -33,10 +34,10 @@ def test_every_answered_request_is_captured_after_sigterm(tmp_path, monitor_fixt
                         "--capture-dir", str(capture), "--endpoint-name", "churn-prod"]) as server:
         for number in range(requests):
             if number % 2:
-                answer = server.client.post("/invocations", content=CSV_ROWS, headers={"content-type": "text/csv",
+                answer = server.client.post("/invocations", content=csv_rows(3, seed=2), headers={"content-type": "text/csv",
                                             "x-amzn-sagemaker-inference-id": f"inference-{number}"})
             else:
-                answer = server.client.post("/invocations", json={"instances": [[number, 30.0, "one-year", "dsl"]]})
+                answer = server.client.post("/invocations", json={"instances": json_instances(csv_rows(1, seed=number))})
             assert answer.status_code == 200
         assert server.client.post("/invocations", content="bad", headers={"content-type": "text/csv"}).status_code == 400
         code, _ = server.stop()
@@ -48,7 +49,7 @@ def test_every_answered_request_is_captured_after_sigterm(tmp_path, monitor_fixt
     assert len({record.event_id for record in records}) == requests
     csv_records = [record for record in records if record.input.encoding == "CSV"]
     assert sorted(record.inference_id for record in csv_records) == sorted(f"inference-{n}" for n in range(1, requests, 2))
-    assert all(record.input.data == CSV_ROWS and record.output.data.count("\n") == 3 for record in csv_records)
+    assert all(record.input.data == csv_rows(3, seed=2) and record.output.data.count("\n") == 3 for record in csv_records)
     json_records = [record for record in records if record.input.encoding == "JSON"]
     assert len(json_records) == requests // 2 and all(record.output.media_type() == "application/json"
                                                       for record in json_records)
@@ -62,7 +63,7 @@ def test_every_answered_request_is_captured_after_sigterm(tmp_path, monitor_fixt
 def test_sampling_zero_captures_nothing(tmp_path):
     with ServerProcess(["--model", str(packaged_model()), "--host", "127.0.0.1", "--port", "0", "--workers", "1",
                         "--capture-dir", str(tmp_path), "--capture-sampling", "0"]) as server:
-        assert server.client.post("/invocations", content=CSV_ROW, headers={"content-type": "text/csv"}).status_code == 200
+        assert server.client.post("/invocations", content=csv_rows(1), headers={"content-type": "text/csv"}).status_code == 200
         health = server.client.get("/health").json()["capture"]
     assert health["sampling_percent"] == 0 and not list(tmp_path.rglob("*.jsonl"))
 
@@ -85,10 +86,22 @@ def test_writer_rolls_files_by_hour_and_hands_closed_files_on(tmp_path):
 
 def test_a_full_buffer_drops_and_counts_instead_of_waiting(tmp_path):
     writer = CaptureWriter(tmp_path, "ep", "v1", capacity=1)
-    blocked = Path(tmp_path / "not-a-dir")
-    blocked.write_text("")
-    writer.root = blocked  # every write fails (a file where a folder should be): the queue backs up
+    gate = threading.Event()
+    write = writer._write
+    writer._write = lambda records: (gate.wait(), write(records))  # a disk that has stalled
     offered = [writer.offer(_record(datetime.now(timezone.utc))) for _ in range(200)]
+    gate.set()
     writer.close()
-    assert writer.dropped == offered.count(False) > 0
-    assert writer.written == 0 and writer.failed == offered.count(True)
+    accepted = offered.count(True)
+    assert 1 <= accepted <= 2 and writer.dropped == 200 - accepted
+    assert writer.written == accepted == len(_records(tmp_path))
+
+
+def test_a_failing_disk_is_counted_not_raised(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    writer = CaptureWriter(blocked, "ep", "v1")  # a file where the capture folder should be
+    for _ in range(3):
+        assert writer.offer(_record(datetime.now(timezone.utc)))
+    writer.close()
+    assert writer.failed == 3 and writer.written == 0

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 import yaml
-from serve_helpers import CSV_ROW, REPO, ServerProcess, packaged_model
+from serve_helpers import csv_rows, REPO, ServerProcess, packaged_model
 
 SERVER_DIR = REPO / "model" / "server"
 
@@ -82,7 +82,7 @@ def test_the_images_command_serves_a_model_from_a_clean_copy(tmp_path):
         healthcheck = json.loads(docker["HEALTHCHECK"][0].split("CMD", 1)[1])
         healthcheck = [sys.executable if arg == "python" else arg.replace(":8080/", f":{port}/") for arg in healthcheck]
         assert subprocess.run(healthcheck, timeout=30).returncode == 0
-        assert server.client.post("/invocations", content=CSV_ROW, headers={"content-type": "text/csv"}).status_code == 200
+        assert server.client.post("/invocations", content=csv_rows(1), headers={"content-type": "text/csv"}).status_code == 200
         code, log = server.stop()
     assert code == 0, log
     assert len(list(capture.rglob("*.jsonl"))) == 1

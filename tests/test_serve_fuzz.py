@@ -7,7 +7,7 @@ import socket
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serve_helpers import FEATURES, ServerProcess, packaged_model
+from serve_helpers import ServerProcess, features, packaged_model
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,13 @@ def server():
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip)
 number = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
                    st.sampled_from(["", "nan", "1e400", "-0", "abc", " 3 "]))
-category = st.one_of(st.sampled_from(FEATURES[2]["categories"] + FEATURES[3]["categories"] + ["", "other"]),
-                     st.text(max_size=10))
+# Built from the packaged model's schema when first drawn (the model is trained on first use).
+category = st.deferred(lambda: st.one_of(
+    st.sampled_from([c for f in features() if f["type"] == "categorical" for c in f["categories"]] + ["", "other"]),
+    st.text(max_size=10)))
 cell = st.one_of(number, category, st.none(), st.booleans())
-row = st.one_of(st.tuples(number, number, category, category).map(list), st.lists(cell, max_size=6))
+schema_row = st.deferred(lambda: st.tuples(*[number if f["type"] == "numeric" else category for f in features()]).map(list))
+row = st.one_of(schema_row, st.lists(cell, max_size=20))
 csv_body = st.lists(row, min_size=0, max_size=5).map(
     lambda rows: "\n".join(",".join("" if value is None else str(value) for value in r) for r in rows))
 json_value = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
@@ -32,7 +35,7 @@ json_value = st.recursive(st.none() | st.booleans() | st.floats() | st.integers(
                           max_leaves=12)
 instances = st.one_of(
     st.lists(row, max_size=4),
-    st.lists(st.fixed_dictionaries({}, optional={f["name"]: cell for f in FEATURES}), max_size=4),
+    st.deferred(lambda: st.lists(st.fixed_dictionaries({}, optional={f["name"]: cell for f in features()}), max_size=4)),
     json_value)
 json_body = st.one_of(st.builds(lambda value: {"instances": value}, instances), json_value).map(
     lambda document: __import__("json").dumps(document, allow_nan=True))
@@ -44,7 +47,7 @@ accept = st.one_of(st.none(), st.sampled_from(["text/csv", "application/json", "
                                                "application/json, text/csv;q=0.5", ""]), header_text)
 method = st.sampled_from(["POST"] * 6 + ["GET", "PUT", "DELETE", "HEAD", "PATCH"])
 path = st.one_of(st.sampled_from(["/invocations"] * 8 + ["/ping", "/health", "/metrics", "/openapi.json", "/docs"]),
-                 header_text.map(lambda text: "/" + text.replace(" ", "").replace("#", "").replace("?", "")))
+                 st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_.-~", max_size=30).map("/".__add__))
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

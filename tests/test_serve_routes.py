@@ -8,9 +8,28 @@ import socket
 import tarfile
 
 import pytest
-from serve_helpers import CSV_ROW, CSV_ROWS, ServerProcess, packaged_model
+from serve_helpers import ServerProcess, csv_rows, features, json_instances, packaged_model
 
 CSV = {"content-type": "text/csv"}
+
+
+def one_row() -> str:
+    return csv_rows(1, seed=5).strip()
+
+
+def three_rows() -> str:
+    return csv_rows(3, seed=1, missing_share=0.3)
+
+
+def with_cell(row: str, column: int, value: str) -> str:
+    """The row with its 1-based `column` replaced by `value`."""
+    cells = row.split(",")
+    cells[column - 1] = value
+    return ",".join(cells)
+
+
+def first_numeric_column() -> int:
+    return next(index for index, feature in enumerate(features(), start=1) if feature["type"] == "numeric")
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +43,7 @@ def test_ping_answers_200_once_loaded(server):
 
 
 def test_one_csv_row_gives_probability_and_label(server):
-    response = server.client.post("/invocations", content=CSV_ROW, headers=CSV)
+    response = server.client.post("/invocations", content=one_row(), headers=CSV)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv"
     probability, label = response.text.strip().split(",")
@@ -32,49 +51,57 @@ def test_one_csv_row_gives_probability_and_label(server):
 
 
 def test_many_csv_rows_give_one_line_each_in_order(server):
-    many = server.client.post("/invocations", content=CSV_ROWS, headers=CSV).text.splitlines()
+    many = server.client.post("/invocations", content=three_rows(), headers=CSV).text.splitlines()
     singles = [server.client.post("/invocations", content=row, headers=CSV).text.strip()
-               for row in CSV_ROWS.splitlines()]
+               for row in three_rows().splitlines()]
     assert many == singles and len(many) == 3
 
 
 def test_json_lists_and_objects_give_the_same_predictions(server):
-    as_lists = server.client.post("/invocations", json={"instances": [[12, 70.5, "month-to-month", "fiber"],
-                                                                       [60, 25.0, "two-year", "none"]]})
+    rows = json_instances(three_rows())
+    names = [feature["name"] for feature in features()]
+    as_lists = server.client.post("/invocations", json={"instances": rows})
     as_objects = server.client.post("/invocations", json={"instances": [
-        {"tenure": 12, "monthly_charges": 70.5, "contract": "month-to-month", "internet": "fiber"},
-        {"tenure": 60, "monthly_charges": 25.0, "contract": "two-year", "internet": "none"}]})
+        {name: value for name, value in zip(names, row) if value is not None} for row in rows]})
     assert as_lists.status_code == as_objects.status_code == 200
     assert as_lists.headers["content-type"] == "application/json"
     predictions = as_lists.json()["predictions"]
-    assert predictions == as_objects.json()["predictions"] and len(predictions) == 2
-    csv_answer = server.client.post("/invocations", content=CSV_ROW, headers=CSV).text
-    assert float(csv_answer.split(",")[0]) == pytest.approx(predictions[0]["probability"], rel=1e-5)
+    assert predictions == as_objects.json()["predictions"] and len(predictions) == 3
+    csv_answer = server.client.post("/invocations", content=three_rows(), headers=CSV).text
+    assert float(csv_answer.split(",")[0]) == pytest.approx(predictions[0]["probability"], abs=1e-5)
 
 
 def test_accept_header_picks_the_response_type(server):
-    as_json = server.client.post("/invocations", content=CSV_ROW, headers={**CSV, "accept": "application/json"})
+    as_json = server.client.post("/invocations", content=one_row(), headers={**CSV, "accept": "application/json"})
     assert as_json.headers["content-type"] == "application/json" and len(as_json.json()["predictions"]) == 1
-    as_csv = server.client.post("/invocations", json={"instances": [[1, 20.0, "one-year", "dsl"]]},
+    as_csv = server.client.post("/invocations", json={"instances": json_instances(one_row())},
                                 headers={"accept": "text/csv"})
     assert as_csv.headers["content-type"] == "text/csv" and as_csv.text.count("\n") == 1
-    refused = server.client.post("/invocations", content=CSV_ROW, headers={**CSV, "accept": "image/png"})
+    refused = server.client.post("/invocations", content=one_row(), headers={**CSV, "accept": "image/png"})
     assert refused.status_code == 406 and "text/csv" in refused.text
 
 
-@pytest.mark.parametrize(("body", "content_type", "status", "names"), [
-    ("12,abc,month-to-month,fiber", "text/csv", 400, ["row 1", "column 2"]),
-    (CSV_ROW + "\n5,20.0,one-year", "text/csv", 400, ["row 2", "3 columns"]),
-    ('12,"70.5,month-to-month,fiber', "text/csv", 400, ["row 1"]),
-    ('{"instances": [[1, 2, "one-year", "dsl"], [1, "x", "dsl", "dsl"]]}', "application/json", 400, ["row 2", "column 2"]),
-    ('{"instances": [[1, 2, "one-year"', "application/json", 400, ["row 1", "JSON"]),
-    (CSV_ROW, "text/plain", 415, ["text/csv", "application/json"]),
-    (CSV_ROW, "", 415, ["text/csv"]),
-])
-def test_bad_input_is_a_4xx_naming_what_is_wrong(server, body, content_type, status, names):
-    response = server.client.post("/invocations", content=body, headers={"content-type": content_type})
+BAD_INPUT = {
+    "text in a number": (lambda: with_cell(one_row(), first_numeric_column(), "abc"), "text/csv", 400,
+                         lambda: ["row 1", f"column {first_numeric_column()}"]),
+    "short second row": (lambda: one_row() + "\n" + ",".join(one_row().split(",")[:3]), "text/csv", 400,
+                         lambda: ["row 2", "expected"]),
+    "unclosed quote": (lambda: '"' + one_row() + "\n" + one_row(), "text/csv", 400, lambda: ["row 1"]),
+    "text in a JSON number": (lambda: json.dumps({"instances": json_instances(one_row()) + [
+        ["x" if feature["type"] == "numeric" else value for feature, value in zip(features(), json_instances(one_row())[0])]]}),
+        "application/json", 400, lambda: ["row 2", f"column {first_numeric_column()}"]),
+    "truncated JSON": (lambda: '{"instances": [[1, 2', "application/json", 400, lambda: ["JSON"]),
+    "text/plain": (one_row, "text/plain", 415, lambda: ["text/csv", "application/json"]),
+    "no content type": (one_row, "", 415, lambda: ["text/csv"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_a_4xx_naming_what_is_wrong(server, case):
+    body, content_type, status, names = BAD_INPUT[case]
+    response = server.client.post("/invocations", content=body(), headers={"content-type": content_type})
     assert response.status_code == status, response.text
-    for name in names:
+    for name in names():
         assert name in response.text
 
 
@@ -84,7 +111,8 @@ def test_body_over_6_mb_is_413_before_it_is_read(server):
         raw.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
                     b"Content-Length: 6291457\r\n\r\n" + b"1" * 1000)
         assert raw.recv(4096).startswith(b"HTTP/1.1 413 ")
-    exactly_6_mb = (CSV_ROW + "\n") * (6 * 1024 * 1024 // (len(CSV_ROW) + 1))
+    row = one_row() + "\n"
+    exactly_6_mb = row * (6 * 1024 * 1024 // len(row))
     assert server.client.post("/invocations", content=exactly_6_mb, headers=CSV).status_code == 200
     assert server.client.post("/invocations", content=exactly_6_mb + "x" * 1024 * 1024, headers=CSV).status_code == 413
 
@@ -108,7 +136,7 @@ def test_metrics_count_requests_by_status(server):
     text = server.client.get("/metrics").text
     assert 'mlship_requests_total{worker="0",path="/invocations",status="415"}' in text
     assert "mlship_request_duration_seconds_bucket" in text and "mlship_requests_in_flight" in text
-    assert 'mlship_model_info{worker="0",name="churn",version="0.1.0"' in text
+    assert 'mlship_model_info{worker="0",name="churn",version="1.0.0"' in text
 
 
 def test_openapi_document_and_docs_page(server):
@@ -121,7 +149,7 @@ def test_openapi_document_and_docs_page(server):
 
 def test_access_log_is_json_with_a_request_id(tmp_path):
     with ServerProcess(["--model", str(packaged_model()), "--host", "127.0.0.1", "--port", "0", "--workers", "1"]) as running:
-        answer = running.client.post("/invocations", content=CSV_ROW, headers={**CSV, "x-request-id": "req-42",
+        answer = running.client.post("/invocations", content=one_row(), headers={**CSV, "x-request-id": "req-42",
                                                                                  "x-amzn-sagemaker-inference-id": "inf-7"})
         assert answer.headers["x-request-id"] == "req-42"
         _, log = running.stop()
@@ -142,7 +170,7 @@ def test_a_model_failing_its_checksum_is_never_served(tmp_path):
     try:
         deadline_answer = running.wait_for_ping(200, timeout=8)
         assert deadline_answer.status_code == 503 and "ModelIntegrityError" in deadline_answer.text
-        assert running.client.post("/invocations", content=CSV_ROW, headers=CSV).status_code == 503
+        assert running.client.post("/invocations", content=one_row(), headers=CSV).status_code == 503
     finally:
         _, log = running.stop()
     assert "model not served: ModelIntegrityError" in log
@@ -164,4 +192,4 @@ def test_serves_an_extracted_directory_and_a_tarball(tmp_path):
     tarball = tmp_path / "model.tar.gz"
     shutil.copy(packaged_model() / "model.tar.gz", tarball)
     with ServerProcess(["--model", str(tarball), "--host", "127.0.0.1", "--port", "0", "--workers", "1"]) as running:
-        assert running.client.post("/invocations", content=CSV_ROW, headers=CSV).status_code == 200
+        assert running.client.post("/invocations", content=one_row(), headers=CSV).status_code == 200

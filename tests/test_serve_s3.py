@@ -9,7 +9,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 from moto.server import ThreadedMotoServer
-from serve_helpers import CSV_ROW, ServerProcess, packaged_model, python_env
+from serve_helpers import csv_rows, ServerProcess, packaged_model, python_env
 
 from model.server.capture_writer import CaptureWriter
 from model.server.s3_upload import S3Uploader
@@ -73,7 +73,7 @@ def test_the_server_uploads_its_capture_on_shutdown(tmp_path, moto_s3):
                         "--capture-dir", str(tmp_path), "--capture-s3", "s3://capture-bucket/ec2",
                         "--endpoint-name", "churn"], env=env) as server:
         for _ in range(3):
-            assert server.client.post("/invocations", content=CSV_ROW, headers={"content-type": "text/csv"}).status_code == 200
+            assert server.client.post("/invocations", content=csv_rows(1), headers={"content-type": "text/csv"}).status_code == 200
         code, log = server.stop()
     assert code == 0, log
     objects = client.list_objects_v2(Bucket="capture-bucket", Prefix="ec2/churn/AllTraffic/")["Contents"]

@@ -26,7 +26,6 @@ from model.server.capture_writer import CaptureWriter
 from model.server.httpserver import ConnectionTracker, HttpProtocol, Request, Response
 from model.server.metrics import Metrics
 from model.server.package import Handlers, ModelIdentity
-from monitoring.capture import CapturedPayload, CaptureRecord
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("mlship.access")
@@ -46,6 +45,7 @@ class ServeSettings:
     variant: str = "AllTraffic"
     capture_buffer: int = 10_000
     max_batch_rows: int = 512
+    onnx: bool = False
     shutdown_timeout: float = 30.0
 
 
@@ -109,8 +109,7 @@ class ModelServer:
 
     async def load_model(self) -> None:
         try:
-            self.handlers = await asyncio.get_running_loop().run_in_executor(
-                None, Handlers.load, self.settings.model_dir)
+            self.handlers = await asyncio.get_running_loop().run_in_executor(None, self._load)
         except Exception as error:  # noqa: BLE001 - any failure means: do not serve this model
             self.load_error = f"{type(error).__name__}: {error}"
             log.error("model not served: %s (from %s); /ping answers 503", self.load_error, self.settings.model_dir)
@@ -118,6 +117,14 @@ class ModelServer:
         self.batcher = MicroBatcher(self.handlers.predict, max_rows=self.settings.max_batch_rows)
         self.batcher.start()
         log.info("model %s %s loaded; /ping answers 200", self.identity.name, self.identity.version)
+
+    def _load(self) -> Handlers:
+        handlers = Handlers.load(self.settings.model_dir)
+        if self.settings.onnx:
+            from model.server.compiled import compiled_model
+
+            handlers.serving_model = compiled_model(handlers, list(self.identity.features)) or handlers.model
+        return handlers
 
     async def stop(self) -> None:
         if self.batcher:
@@ -202,10 +209,8 @@ class ModelServer:
     def _capture(self, request: Request, content_type: str, output: bytes, output_type: str) -> None:
         if self.capture is None or random.random() * 100 >= self.settings.capture_sampling:
             return
-        self.capture.offer(CaptureRecord.new(
-            CapturedPayload.from_bytes(request.body, content_type),
-            CapturedPayload.from_bytes(output, output_type),
-            inference_id=request.headers.get("x-amzn-sagemaker-inference-id")))
+        self.capture.offer_exchange(request.body, content_type, output, output_type,
+                                    request.headers.get("x-amzn-sagemaker-inference-id"))
 
     def capture_state(self) -> dict[str, int]:
         if self.capture is None:
@@ -224,6 +229,8 @@ class ModelServer:
             "model": {"name": self.identity.name, "version": self.identity.version, "sha256": self.identity.sha256},
             "uptime_seconds": round(time.monotonic() - self.started, 3),
             "worker": self.metrics.worker,
+            "inference_path": None if self.handlers is None else
+            "onnxruntime" if self.handlers.serving_model is not self.handlers.model else "joblib",
             "capture": {"enabled": self.capture is not None, "sampling_percent": self.settings.capture_sampling,
                         **self.capture_state()},
         }

@@ -26,6 +26,7 @@ class ModelIdentity:
     name: str
     version: str
     sha256: str
+    features: tuple = ()
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelIdentity:
@@ -34,8 +35,9 @@ class ModelIdentity:
             manifest = json.loads(path.read_text())
         except (OSError, ValueError):
             return cls("unknown", "unknown", "unknown")
+        features = manifest.get("features")
         return cls(str(manifest.get("name", "unknown")), str(manifest.get("version", "unknown")),
-                   str(manifest.get("sha256", "unknown")))
+                   str(manifest.get("sha256", "unknown")), tuple(features) if isinstance(features, list) else ())
 
 
 def resolve_model_dir(model: Path, scratch: Path) -> Path:
@@ -79,6 +81,7 @@ class Handlers:
     def __init__(self, module: ModuleType, model: Any):
         self.module = module
         self.model = model
+        self.serving_model = model  # what predict_fn is given: the model, or its verified compiled twin
         self.invalid_input = getattr(module, "InvalidInput", ValueError)
         self.unsupported = getattr(module, "UnsupportedContentType", ())
 
@@ -92,7 +95,7 @@ class Handlers:
         return self.module.input_fn(body, content_type)
 
     def predict(self, data: Any) -> Any:
-        return self.module.predict_fn(data, self.model)
+        return self.module.predict_fn(data, self.serving_model)
 
     def output(self, prediction: Any, accept: str) -> tuple[bytes, str]:
         result = self.module.output_fn(prediction, accept)
