@@ -706,7 +706,10 @@ def _retraining(s: _Section, github: GitHubSettings | None, has_token: bool) -> 
 
 
 def _monitoring(s: _Section, github: GitHubSettings | None, has_token: bool) -> MonitoringSettings:
-    schedule = s.text("schedule", "cron(0 * ? * * *)", pattern=SCHEDULE_RE)
+    schedule = s.text("schedule", "cron(0 * ? * * *)")
+    if not re.fullmatch(SCHEDULE_RE, schedule):
+        raise SettingsError(f"{s.name('schedule')} = {schedule!r}: must be a Model Monitor cron expression, "
+                            "hourly or rarer, such as cron(0 * ? * * *) (hourly) or cron(0 0 ? * * *) (daily)")
     result = MonitoringSettings(
         alert_emails=s.texts("alertEmails", EMAIL_RE, []),
         schedule=schedule,
