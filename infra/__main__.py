@@ -14,6 +14,7 @@ import pulumi  # noqa: E402
 import pulumi_aws as aws  # noqa: E402
 import pulumi_github as github  # noqa: E402
 
+from infra import iam  # noqa: E402
 from infra import settings as stack_settings  # noqa: E402
 from infra.alarms import Alarms, AlarmsArgs, MonitoredEndpoint, drift_alarm_prefix  # noqa: E402
 from infra.alerts import Alerts, AlertsArgs  # noqa: E402
@@ -187,6 +188,13 @@ if s.github:
         ec2_user=host.ssh_user if s.enabled("ec2") else None,
         docker_compose_dir=host.compose_dir if s.enabled("ec2") else None,
         tags=tags), opts=pulumi.ResourceOptions(providers=[github_provider]))
+    # A preview reads the deployed version's baseline (the drift alarms follow its features);
+    # ReadOnlyAccess cannot decrypt it, so the preview role may read exactly that, through S3.
+    aws.iam.RolePolicy("github-preview-baselines", role=delivery.preview_role_name, policy=iam.document([
+        iam.statement(["s3:GetObject"], [iam.objects(storage.artifacts.arn, "models/")], "ReadPublishedBaselines"),
+        iam.statement(["kms:Decrypt"], [storage.kms_key_arn], "DecryptThroughS3",
+                      {"StringEquals": {"kms:ViaService": f"s3.{s.region}.amazonaws.com"}}),
+    ]), opts=pulumi.ResourceOptions(parent=delivery))
     pulumi.export("github_environment", delivery.environment)
     pulumi.export("github_deploy_role_arn", delivery.deploy_role_arn)
     pulumi.export("github_preview_role_arn", delivery.preview_role_arn)

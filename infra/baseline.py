@@ -46,12 +46,23 @@ def drift_metrics(body: str, where: str) -> list[str]:
 
 def deployed_drift_metrics(bucket: pulumi.Input[str], model: ModelRef,
                            parent: pulumi.Resource | None = None) -> pulumi.Output[list[str]]:
-    """The drift metric names of the deployed version, read from its published statistics.json."""
+    """The drift metric names of the deployed version, read from its published statistics.json.
+
+    Before the version is published (the first `pulumi up --target` that creates the buckets)
+    there is nothing to read: no drift alarms yet, and a warning saying why.
+    """
     key = model.key(STATISTICS)
-    found = aws.s3.get_object_output(bucket=bucket, key=key, opts=pulumi.InvokeOutputOptions(parent=parent))
+    options = pulumi.InvokeOutputOptions(parent=parent)
+
+    def read(listed) -> pulumi.Output[list[str]] | list[str]:
+        if key not in (listed.keys or []):
+            pulumi.log.warn(f"s3://{listed.bucket}/{key} does not exist: {model} is not published yet, so there are "
+                            "no drift alarms; publish it (mlship model publish) and run pulumi up again")
+            return []
+        return aws.s3.get_object_output(bucket=listed.bucket, key=key, opts=options).apply(parse)
 
     def parse(result) -> list[str]:
         # The model publisher stores JSON as application/json, so S3 hands the body back as text.
         body = result.body or (base64.b64decode(result.body_base64).decode() if result.body_base64 else "")
         return drift_metrics(body, f"s3://{result.bucket}/{key} ({model})")
-    return found.apply(parse)
+    return aws.s3.get_objects_output(bucket=bucket, prefix=key, max_keys=1, opts=options).apply(read)

@@ -63,7 +63,7 @@ def body(args: DashboardArgs, drift_metrics: list[str], instance_id: str | None)
         metrics = [[SAGEMAKER_INSTANCES, m, "EndpointName", endpoint, "VariantName", v, {"label": f"{v} {m}"}]
                    for m in ("CPUUtilization", "MemoryUtilization", "DiskUtilization") for v in variants]
         widgets.append(widget(f"{endpoint}: instances (CPU is summed over vCPUs)", r, metrics, "Average"))
-    for m in args.monitored:
+    for m in args.monitored if drift_metrics else ():  # nothing to draw before the version is published
         drift = [[DATA_METRICS, metric, "Endpoint", m.endpoint_name, "MonitoringSchedule", m.data_schedule,
                   {"label": metric.removeprefix("feature_baseline_drift_")}] for metric in drift_metrics]
         widgets.append(widget(f"{m.endpoint_name}: drift per feature (schedule {m.data_schedule})", r, drift,

@@ -134,12 +134,17 @@ class _Mocks:
                     "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-offline"}, []
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": "vpc-0offline0default", "cidrBlock": "172.31.0.0/16", "default": True}, []
+        if token == "aws:s3/getObjects:getObjects":
+            key = args.args["prefix"]
+            known = local_artifact(self.repo, key, required=False) is not None
+            return {"bucket": args.args["bucket"], "prefix": key, "keys": [key] if known else [],
+                    "id": args.args["bucket"]}, []
         if token == "aws:s3/getObject:getObject":
             return self.artifact(args.args["bucket"], args.args["key"]), []
         raise RuntimeError(f"the offline plan does not know how to answer {token}")
 
 
-def local_artifact(repo: Path, key: str) -> Path:
+def local_artifact(repo: Path, key: str, required: bool = True) -> Path | None:
     """Where the offline plan finds a file the artifacts bucket holds at `models/<name>/<version>/<file>`.
 
     The release folder `dist/<name>-<version>/` when that version was packaged in this checkout,
@@ -152,7 +157,7 @@ def local_artifact(repo: Path, key: str) -> Path:
     candidates = [repo / "dist" / f"{match['name']}-{match['version']}" / match["file"],
                   repo / "infra" / "examples" / match["name"] / match["file"]]
     found = next((path for path in candidates if path.is_file()), None)
-    if found is None:
+    if found is None and required:
         raise UserError(f"the offline plan needs {key}: package {match['name']}@{match['version']} "
                         f"(mlship model package) or add {candidates[1].relative_to(repo)}")
     return found

@@ -397,3 +397,16 @@ def test_plan_shows_the_watching(run):
                   "aws:sns/topicSubscription:TopicSubscription", f"alarmActions: [\"{TOPIC_ARN}\"]",
                   "note: s3://storage-artifacts/models/churn/1.0.0/baseline/statistics.json read offline from "):
         assert shown in text, shown
+
+
+def test_a_version_not_yet_published_has_no_drift_alarms_until_it_is(tmp_path):
+    """The first `pulumi up --target` creates the buckets before anything is published: it must not fail."""
+    plan = offline.run("dev", overrides={**compose_overrides("dev", tmp_path), "mlship:targets": ["realtime"],
+                                         "mlship:model": "fraud@0.1.0"})
+    assert plan.outputs["drift_alarms"] == [] and plan.notes == []
+    assert plan.of_type(SCHEDULE)  # the schedules still point at where the baseline will be
+    (data,) = plan.of_type(DATA_QUALITY)
+    assert data.inputs["dataQualityBaselineConfig"]["statisticsResource"]["s3Uri"] == (
+        "s3://storage-artifacts/models/fraud/0.1.0/baseline/statistics.json")
+    widgets = json.loads(plan.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])["widgets"]
+    assert not [w for w in widgets if "drift" in w["properties"].get("title", "")]
