@@ -66,9 +66,21 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def _widget_titles(body: Any) -> list[str]:
+    widgets = json.loads(body)["widgets"] if isinstance(body, str) else []
+    return [w["properties"].get("title") or w["properties"].get("markdown", "") for w in widgets]
+
+
+# Inputs too long to show whole, summarised: input -> (shown as, how).
+SUMMARIES: dict[str, dict[str, tuple[str, Any]]] = {
+    "aws:cloudwatch/dashboard:Dashboard": {"dashboardBody": ("widgets", _widget_titles)},
+}
+
+
 def relevant(resource: PlannedResource) -> dict[str, Any]:
-    """The reviewer-relevant inputs of one resource, JSON strings decoded."""
-    shown = {}
+    """The reviewer-relevant inputs of one resource, JSON strings decoded, long ones summarised."""
+    shown = {label: summarise(resource.inputs[key]) for key, (label, summarise) in SUMMARIES.get(resource.type, {}).items()
+             if key in resource.inputs}
     for key in RELEVANT.get(resource.type, ()):
         if key in resource.inputs:
             value = resource.inputs[key]

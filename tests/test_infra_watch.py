@@ -395,6 +395,8 @@ def test_plan_shows_the_watching(run):
                   "aws-native:sagemaker:ModelQualityJobDefinition  realtime-monitor-model-quality",
                   "feature_baseline_drift_", "aws:cloudwatch/dashboard:Dashboard  dashboard",
                   "aws:sns/topicSubscription:TopicSubscription", f"alarmActions: [\"{TOPIC_ARN}\"]",
+                  f"drift per feature (schedule mlship-{s.stack}-realtime-data-quality)",
+                  f"EC2 host mlship-{s.stack}-ec2 (host-id): CPU, memory, disk",
                   "note: s3://storage-artifacts/models/churn/1.0.0/baseline/statistics.json read offline from "):
         assert shown in text, shown
 
