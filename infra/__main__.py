@@ -18,17 +18,17 @@ from infra import iam  # noqa: E402
 from infra import settings as stack_settings  # noqa: E402
 from infra.alarms import Alarms, AlarmsArgs, MonitoredEndpoint, drift_alarm_prefix  # noqa: E402
 from infra.alerts import Alerts, AlertsArgs  # noqa: E402
+from infra.async_endpoint import AsyncEndpoint, AsyncEndpointArgs  # noqa: E402
 from infra.baseline import deployed_drift_metrics  # noqa: E402
+from infra.batch import BatchTransform, BatchTransformArgs  # noqa: E402
 from infra.dashboard import Dashboard, DashboardArgs  # noqa: E402
+from infra.ec2_host import Ec2Host, Ec2HostArgs  # noqa: E402
 from infra.github import GitHubDelivery, GitHubDeliveryArgs  # noqa: E402
 from infra.model_monitor import ModelMonitor, ModelMonitorArgs  # noqa: E402
-from infra.retraining import Retraining, RetrainingArgs  # noqa: E402
-from infra.async_endpoint import AsyncEndpoint, AsyncEndpointArgs  # noqa: E402
-from infra.batch import BatchTransform, BatchTransformArgs  # noqa: E402
-from infra.ec2_host import Ec2Host, Ec2HostArgs  # noqa: E402
 from infra.models import Models, ModelsArgs, sklearn_image  # noqa: E402
 from infra.realtime import CHALLENGER, PRIMARY, SHADOW, RealtimeEndpoint, RealtimeEndpointArgs  # noqa: E402
 from infra.registry import ModelRegistry, ModelRegistryArgs  # noqa: E402
+from infra.retraining import Retraining, RetrainingArgs  # noqa: E402
 from infra.serverless import ServerlessEndpoint, ServerlessEndpointArgs  # noqa: E402
 from infra.storage import Storage, StorageArgs  # noqa: E402
 
