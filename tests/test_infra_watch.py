@@ -350,6 +350,10 @@ def test_drift_alarm_sends_repository_dispatch_when_enabled(tmp_path):
     assert role_policy["Statement"][0]["Action"] == ["events:InvokeApiDestination"]
     assert role_policy["Statement"][0]["Resource"] == [target.inputs["arn"]]
     assert plan.outputs["retraining_rule"] == "mlship-dev-drift-retrain"
+    text = render(plan)  # what `mlship plan` shows a reviewer
+    assert "aws:cloudwatch/eventRule:EventRule  retraining-drift" in text
+    assert "invocationEndpoint: https://api.github.com/repos/example-org/mlship/dispatches" in text
+    assert "v1:offline" not in text  # the token's ciphertext is not shown either
 
 
 def test_github_delivery_is_composed_from_the_stack(run):
