@@ -415,3 +415,18 @@ def test_a_version_not_yet_published_has_no_drift_alarms_until_it_is(tmp_path):
         "s3://storage-artifacts/models/fraud/0.1.0/baseline/statistics.json")
     widgets = json.loads(plan.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])["widgets"]
     assert not [w for w in widgets if "drift" in w["properties"].get("title", "")]
+
+
+def test_mlships_own_monitor_image_instead_of_the_analyzer(tmp_path):
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlship-monitor:1.0.0"
+    monitoring = {**offline.stack_config("prod")["mlship:monitoring"], "image": image}
+    plan = offline.run("prod", overrides={**compose_overrides("prod", tmp_path), "mlship:targets": ["realtime"],
+                                          "mlship:monitoring": monitoring})
+    (data,) = plan.of_type(DATA_QUALITY)
+    (quality,) = plan.of_type(MODEL_QUALITY)
+    assert data.inputs["dataQualityAppSpecification"]["imageUri"] == image == plan.outputs["monitor_image"]
+    assert quality.inputs["modelQualityAppSpecification"]["imageUri"] == image
+    document = policy(next(p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
+                           if p.name == "realtime-monitor-role-permissions").inputs["policy"])
+    pull = next(statement for statement in document["Statement"] if statement["Sid"] == "PullAnalyzerImage")
+    assert pull["Resource"] == ["arn:aws:ecr:eu-west-1:123456789012:repository/mlship-monitor"]
