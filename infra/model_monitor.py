@@ -181,7 +181,7 @@ class ModelMonitor(pulumi.ComponentResource):
                 iam.kms_use(args.kms_key_arn),
                 iam.statement(["ecr:GetAuthorizationToken"], ["*"], "LogInToEcr"),
                 iam.statement(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                              [image_repository_arn(self.image_uri)], "PullAnalyzerImage"),
+                              [image_repository_arn(self.image_uri)], "PullMonitorImage"),
                 iam.statement(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
                               [logs], "WriteLogs"),
                 iam.statement(["cloudwatch:PutMetricData"], ["*"], "PublishMonitorMetrics",

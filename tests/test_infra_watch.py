@@ -151,7 +151,7 @@ def test_the_monitor_role_reads_only_its_endpoints_data(run):
         f"arn:aws:s3:eu-west-1:123456789012:storage-artifacts/models/{s.model.name}/{s.model.version}/baseline/*",
         f"arn:aws:s3:eu-west-1:123456789012:storage-artifacts/monitoring/{endpoint}/*"]
     assert by_sid["WriteReports"]["Resource"] == [f"arn:aws:s3:eu-west-1:123456789012:storage-reports/monitoring/{endpoint}/*"]
-    assert by_sid["PullAnalyzerImage"]["Resource"][0].endswith(":repository/sagemaker-model-monitor-analyzer")
+    assert by_sid["PullMonitorImage"]["Resource"][0].endswith(":repository/sagemaker-model-monitor-analyzer")
 
 
 def test_one_drift_alarm_per_baseline_feature_on_each_monitored_endpoint(run):
@@ -428,5 +428,5 @@ def test_mlships_own_monitor_image_instead_of_the_analyzer(tmp_path):
     assert quality.inputs["modelQualityAppSpecification"]["imageUri"] == image
     document = policy(next(p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
                            if p.name == "realtime-monitor-role-permissions").inputs["policy"])
-    pull = next(statement for statement in document["Statement"] if statement["Sid"] == "PullAnalyzerImage")
+    pull = next(statement for statement in document["Statement"] if statement["Sid"] == "PullMonitorImage")
     assert pull["Resource"] == ["arn:aws:ecr:eu-west-1:123456789012:repository/mlship-monitor"]
