@@ -430,3 +430,14 @@ def test_mlships_own_monitor_image_instead_of_the_analyzer(tmp_path):
                            if p.name == "realtime-monitor-role-permissions").inputs["policy"])
     pull = next(statement for statement in document["Statement"] if statement["Sid"] == "PullMonitorImage")
     assert pull["Resource"] == ["arn:aws:ecr:eu-west-1:123456789012:repository/mlship-monitor"]
+
+
+def test_endpoint_cpu_threshold_counts_every_vcpu(run):
+    """SageMaker sums CPUUtilization over the instance's vCPUs: 80% of an ml.m5.large is 160."""
+    from infra.alarms import vcpus
+
+    assert [vcpus(t) for t in ("ml.t2.medium", "ml.m5.large", "ml.m5.xlarge", "ml.c5.4xlarge")] == [2, 2, 4, 16]
+    plan, s = run
+    cpu = next(a.inputs for a in plan.of_type(ALARM) if a.inputs["name"] == f"mlship-{s.stack}-realtime-primary-cpu")
+    assert cpu["namespace"] == "/aws/sagemaker/Endpoints"
+    assert cpu["threshold"] == s.monitoring.alarms.cpu_percent * vcpus(s.realtime.instance_type)
