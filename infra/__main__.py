@@ -12,14 +12,23 @@ if str(REPO) not in sys.path:
 
 import pulumi  # noqa: E402
 import pulumi_aws as aws  # noqa: E402
+import pulumi_github as github  # noqa: E402
 
+from infra import iam  # noqa: E402
 from infra import settings as stack_settings  # noqa: E402
+from infra.alarms import Alarms, AlarmsArgs, MonitoredEndpoint, drift_alarm_prefix  # noqa: E402
+from infra.alerts import Alerts, AlertsArgs  # noqa: E402
 from infra.async_endpoint import AsyncEndpoint, AsyncEndpointArgs  # noqa: E402
+from infra.baseline import deployed_drift_metrics  # noqa: E402
 from infra.batch import BatchTransform, BatchTransformArgs  # noqa: E402
+from infra.dashboard import Dashboard, DashboardArgs  # noqa: E402
 from infra.ec2_host import Ec2Host, Ec2HostArgs  # noqa: E402
+from infra.github import GitHubDelivery, GitHubDeliveryArgs  # noqa: E402
+from infra.model_monitor import ModelMonitor, ModelMonitorArgs  # noqa: E402
 from infra.models import Models, ModelsArgs, sklearn_image  # noqa: E402
 from infra.realtime import CHALLENGER, PRIMARY, SHADOW, RealtimeEndpoint, RealtimeEndpointArgs  # noqa: E402
 from infra.registry import ModelRegistry, ModelRegistryArgs  # noqa: E402
+from infra.retraining import Retraining, RetrainingArgs  # noqa: E402
 from infra.serverless import ServerlessEndpoint, ServerlessEndpointArgs  # noqa: E402
 from infra.storage import Storage, StorageArgs  # noqa: E402
 
@@ -46,18 +55,29 @@ pulumi.export("reports_bucket_arn", storage.reports.arn)
 pulumi.export("model_artifact_uri", pulumi.Output.concat("s3://", storage.artifacts.name, "/", s.model.key()))
 pulumi.export("model_package_group", registry.group_name)
 
+alerts = Alerts("alerts", AlertsArgs(
+    prefix=s.prefix, account_id=account_id, emails=s.monitoring.alert_emails,
+    kms_deletion_window_days=s.storage.kms_deletion_window_days, tags=tags))
+pulumi.export("alerts_topic_arn", alerts.topic_arn)
+# Endpoints whose monitor publishes Model Monitor's metrics: the drift and quality alarms watch them.
+monitored: list[MonitoredEndpoint] = []
+
 if s.enabled("ec2"):
     host = Ec2Host("host", Ec2HostArgs(
         prefix=s.prefix, region=s.region, account_id=account_id, settings=s.ec2, model=s.model,
         artifacts_bucket=storage.artifacts.name, artifacts_bucket_arn=storage.artifacts.arn,
         capture_bucket=storage.capture.name, capture_bucket_arn=storage.capture.arn,
-        kms_key_arn=storage.kms_key_arn, protect=s.protect, tags=tags))
+        reports_bucket=storage.reports.name, reports_bucket_arn=storage.reports.arn,
+        kms_key_arn=storage.kms_key_arn, ground_truth_prefix=s.monitoring.ground_truth_prefix,
+        log_retention_days=s.monitoring.log_retention_days, protect=s.protect, tags=tags))
+    monitored.append(MonitoredEndpoint("ec2", host.endpoint_name, host.schedule_name, host.schedule_name))
     pulumi.export("ec2_host", host.host_address)
     pulumi.export("ec2_user", host.ssh_user)
     pulumi.export("ec2_compose_dir", host.compose_dir)
     pulumi.export("ec2_instance_id", host.instance_id)
     pulumi.export("ec2_endpoint_name", host.endpoint_name)
     pulumi.export("ec2_role_arn", host.role_arn)
+    pulumi.export("ec2_monitor_schedule", host.schedule_name)
 
 sagemaker_targets = {"realtime", "serverless", "async", "batch"} & s.targets
 if sagemaker_targets:
@@ -78,12 +98,26 @@ if s.enabled("realtime"):
     realtime = RealtimeEndpoint("realtime", RealtimeEndpointArgs(
         endpoint_name=f"{s.prefix}-realtime", settings=s.realtime, models=models,
         capture_bucket=storage.capture.name, capture_bucket_arn=storage.capture.arn,
+        kms_key_arn=storage.kms_key_arn, tags=tags, alarm_topic_arn=alerts.topic_arn))
+    # Serverless endpoints cannot capture, so only the real-time endpoint gets Model Monitor.
+    monitor = ModelMonitor("realtime-monitor", ModelMonitorArgs(
+        endpoint_name=realtime.endpoint_name, endpoint=realtime.endpoint, model=s.model, region=s.region,
+        account_id=account_id, settings=s.monitoring,
+        artifacts_bucket=storage.artifacts.name, artifacts_bucket_arn=storage.artifacts.arn,
+        capture_bucket=storage.capture.name, capture_bucket_arn=storage.capture.arn,
+        reports_bucket=storage.reports.name, reports_bucket_arn=storage.reports.arn,
         kms_key_arn=storage.kms_key_arn, tags=tags))
+    monitored.append(MonitoredEndpoint("realtime", realtime.endpoint_name, monitor.schedule_names["data"],
+                                       monitor.schedule_names["model"]))
     pulumi.export("realtime_endpoint", realtime.endpoint.endpoint_name)
     pulumi.export("realtime_variants", realtime.variant_names)
     pulumi.export("realtime_shadow_variant", realtime.shadow_variant_name)
     pulumi.export("realtime_capture_uri", realtime.capture_uri)
     pulumi.export("realtime_rollback_alarms", [alarm.name for alarm in realtime.alarms])
+    pulumi.export("realtime_monitoring_schedules", [monitor.data_quality_schedule.name, monitor.model_quality_schedule.name])
+    pulumi.export("monitor_image", monitor.image_uri)
+    pulumi.export("monitoring_reports_uri", monitor.reports_uri)
+    pulumi.export("ground_truth_uri", monitor.ground_truth_uri)
 
 if s.enabled("serverless"):
     serverless = ServerlessEndpoint("serverless", ServerlessEndpointArgs(
@@ -110,3 +144,57 @@ if s.enabled("batch"):
     pulumi.export("batch_schedule", batch.schedule.name)
     pulumi.export("batch_input_uri", batch.input_uri)
     pulumi.export("batch_output_uri", batch.output_uri)
+
+# The feature list of the deployed version's published baseline: one drift alarm per feature.
+drift_metrics = deployed_drift_metrics(storage.artifacts.name, s.model) if monitored else []
+alarms = Alarms("alarms", AlarmsArgs(
+    topic_arn=alerts.topic_arn, region=s.region, thresholds=s.monitoring.alarms, tags=tags, drift_metrics=drift_metrics,
+    realtime=(realtime.endpoint_name, realtime.variant_names, s.realtime.instance_type) if s.enabled("realtime") else None,
+    serverless=(serverless.endpoint_name, serverless.variant_names[0]) if s.enabled("serverless") else None,
+    async_endpoint=async_endpoint.endpoint_name if s.enabled("async") else None,
+    ec2=(host.endpoint_name, host.instance_id) if s.enabled("ec2") else None,
+    monitored=monitored))
+pulumi.export("alarms", [alarm.name for alarm in alarms.alarms])
+pulumi.export("drift_alarms", alarms.drift_alarm_names)
+
+dashboard = Dashboard("dashboard", DashboardArgs(
+    name=s.prefix, region=s.region, model=str(s.model), thresholds=s.monitoring.alarms, drift_metrics=drift_metrics,
+    realtime=(realtime.endpoint_name, realtime.variant_names) if s.enabled("realtime") else None,
+    serverless=(serverless.endpoint_name, serverless.variant_names) if s.enabled("serverless") else None,
+    async_endpoint=(async_endpoint.endpoint_name, async_endpoint.variant_names) if s.enabled("async") else None,
+    ec2_instance_id=host.instance_id if s.enabled("ec2") else None,
+    ec2_endpoint=host.endpoint_name if s.enabled("ec2") else None,
+    monitored=monitored))
+pulumi.export("dashboard_url", dashboard.url)
+
+github_token = pulumi.Config("mlship").get_secret("githubToken")
+if s.monitoring.retraining.enabled and monitored:
+    retraining = Retraining("retraining", RetrainingArgs(
+        prefix=s.prefix, repository=s.monitoring.retraining.repository, event_type=s.monitoring.retraining.event_type,
+        github_token=github_token, alarm_name_prefixes=[drift_alarm_prefix(m.endpoint_name) for m in monitored],
+        model=str(s.model), tags=tags))
+    pulumi.export("retraining_rule", retraining.rule.name)
+
+if s.github:
+    # The GitHub side of delivery: OIDC roles, the stack's environment, and the EC2 secrets the
+    # deploy workflow reads. The provider manages the repository's owner (token: mlship:githubToken,
+    # else GITHUB_TOKEN in the environment of `pulumi up`).
+    github_provider = github.Provider("github", owner=s.github.owner, token=github_token)
+    delivery = GitHubDelivery("github", GitHubDeliveryArgs(
+        repository=s.github.repository, environment=s.github.environment,
+        reviewer_user_ids=s.github.reviewer_user_ids, reviewer_team_ids=s.github.reviewer_team_ids,
+        require_reviewers=s.production, existing_oidc_provider_arn=s.github.oidc_provider_arn,
+        ec2_host=host.host_address if s.enabled("ec2") else None,
+        ec2_user=host.ssh_user if s.enabled("ec2") else None,
+        docker_compose_dir=host.compose_dir if s.enabled("ec2") else None,
+        tags=tags), opts=pulumi.ResourceOptions(providers=[github_provider]))
+    # A preview reads the deployed version's baseline (the drift alarms follow its features);
+    # ReadOnlyAccess cannot decrypt it, so the preview role may read exactly that, through S3.
+    aws.iam.RolePolicy("github-preview-baselines", role=delivery.preview_role_name, policy=iam.document([
+        iam.statement(["s3:GetObject"], [iam.objects(storage.artifacts.arn, "models/")], "ReadPublishedBaselines"),
+        iam.statement(["kms:Decrypt"], [storage.kms_key_arn], "DecryptThroughS3",
+                      {"StringEquals": {"kms:ViaService": f"s3.{s.region}.amazonaws.com"}}),
+    ]), opts=pulumi.ResourceOptions(parent=delivery))
+    pulumi.export("github_environment", delivery.environment)
+    pulumi.export("github_deploy_role_arn", delivery.deploy_role_arn)
+    pulumi.export("github_preview_role_arn", delivery.preview_role_arn)

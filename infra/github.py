@@ -169,6 +169,7 @@ class GitHubDelivery(pulumi.ComponentResource):
                 opts=in_environment)
 
         self.preview_role_arn = preview.arn
+        self.preview_role_name = preview.name
         self.deploy_role_arn = deploy.arn
         self.environment = environment.environment
         self.register_outputs({"oidc_provider_arn": self.oidc_provider_arn, "preview_role_arn": preview.arn,

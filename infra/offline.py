@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -50,6 +51,7 @@ class Plan:
     stack: str
     resources: list[PlannedResource]
     outputs: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what the plan answered from local files
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -64,7 +66,8 @@ class Plan:
         return next(r for r in self.resources if r.urn == urn)
 
     def to_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "resources": [r.to_json() for r in self.resources], "outputs": self.outputs}
+        return {"stack": self.stack, "resources": [r.to_json() for r in self.resources], "outputs": self.outputs,
+                "notes": self.notes}
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Plan:
@@ -72,7 +75,8 @@ class Plan:
             urn=r["urn"], type=r["type"], name=r["name"], parent=r["parent"], custom=r["custom"], inputs=r["inputs"],
             protect=r["protect"], ignore_changes=r["ignoreChanges"], retain_on_delete=r["retainOnDelete"])
             for r in document["resources"]]
-        return cls(stack=document["stack"], resources=resources, outputs=dict(document["outputs"]))
+        return cls(stack=document["stack"], resources=resources, outputs=dict(document["outputs"]),
+                   notes=list(document.get("notes", [])))
 
 
 def stack_files(repo: Path = REPO) -> dict[str, Path]:
@@ -93,16 +97,26 @@ def stack_config(stack: str, repo: Path = REPO) -> dict[str, Any]:
 class _Mocks:
     """Answers for what a real engine would learn from AWS: ids, ARNs, names, lookups."""
 
-    def __init__(self, region: str):
+    def __init__(self, region: str, repo: Path):
         self.region = region
+        self.repo = repo
+        self.notes: list[str] = []
         self.inputs: dict[tuple[str, str], dict] = {}
+
+    def artifact(self, bucket: str, key: str) -> dict:
+        """A published file of the artifacts bucket, answered from this checkout (see `local_artifact`)."""
+        path = local_artifact(self.repo, key)
+        self.notes.append(f"s3://{bucket}/{key} read offline from {path.relative_to(self.repo)}")
+        return {"bucket": bucket, "key": key, "body": path.read_text(), "contentType": "application/json",
+                "id": f"{bucket}/{key}"}
 
     def new_resource(self, args) -> tuple[str, dict]:
         name, inputs = args.name, dict(args.inputs)
         self.inputs[(args.typ, name)] = inputs
         service = args.typ.split(":")[1].split("/")[0].lower()
         state = {**inputs, "arn": inputs.get("arn") or f"arn:aws:{service}:{self.region}:{OFFLINE_ACCOUNT}:{name}"}
-        for key in ("name", "bucket", "keyId", "keyName", "endpointName", "modelPackageGroupName", "pipelineName"):
+        for key in ("name", "bucket", "keyId", "keyName", "endpointName", "modelPackageGroupName", "pipelineName",
+                    "jobDefinitionName", "dashboardName"):
             state.setdefault(key, name)
         if args.typ == "aws:ec2/instance:Instance":
             state.update(publicIp="198.51.100.10", privateIp="10.0.0.10")
@@ -120,7 +134,33 @@ class _Mocks:
                     "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-offline"}, []
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": "vpc-0offline0default", "cidrBlock": "172.31.0.0/16", "default": True}, []
+        if token == "aws:s3/getObjects:getObjects":
+            key = args.args["prefix"]
+            known = local_artifact(self.repo, key, required=False) is not None
+            return {"bucket": args.args["bucket"], "prefix": key, "keys": [key] if known else [],
+                    "id": args.args["bucket"]}, []
+        if token == "aws:s3/getObject:getObject":
+            return self.artifact(args.args["bucket"], args.args["key"]), []
         raise RuntimeError(f"the offline plan does not know how to answer {token}")
+
+
+def local_artifact(repo: Path, key: str, required: bool = True) -> Path | None:
+    """Where the offline plan finds a file the artifacts bucket holds at `models/<name>/<version>/<file>`.
+
+    The release folder `dist/<name>-<version>/` when that version was packaged in this checkout,
+    else the committed example for the model (infra/examples/<name>/, made by
+    `python -m infra.examples.make_baseline`), so a fresh clone plans without a build.
+    """
+    match = re.fullmatch(r"models/(?P<name>[^/]+)/(?P<version>[^/]+)/(?P<file>.+)", key)
+    if not match:
+        raise UserError(f"the offline plan only knows published model files (models/<name>/<version>/...), not {key}")
+    candidates = [repo / "dist" / f"{match['name']}-{match['version']}" / match["file"],
+                  repo / "infra" / "examples" / match["name"] / match["file"]]
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None and required:
+        raise UserError(f"the offline plan needs {key}: package {match['name']}@{match['version']} "
+                        f"(mlship model package) or add {candidates[1].relative_to(repo)}")
+    return found
 
 
 def _error_collector() -> tuple[logging.Logger, list[str]]:
@@ -152,7 +192,7 @@ def run(stack: str, repo: Path = REPO, overrides: Mapping[str, Any] | None = Non
 
     config = {**stack_config(stack, repo), **(overrides or {})}
     region = str(config.get("aws:region", "us-east-1"))
-    mocks = _Mocks(region)
+    mocks = _Mocks(region, repo)
     recorded: list[PlannedResource] = []
 
     class Monitor(mocks_module.MockMonitor):
@@ -185,7 +225,7 @@ def run(stack: str, repo: Path = REPO, overrides: Mapping[str, Any] | None = Non
     if errors:
         raise RuntimeError(f"the program failed offline for stack {stack!r}: {errors[0]}")
     outputs = {name: _sync_await(pulumi.Output.from_input(value).future()) for name, value in root.outputs.items()}
-    return Plan(stack=stack, resources=_in_tree_order(recorded), outputs=outputs)
+    return Plan(stack=stack, resources=_in_tree_order(recorded), outputs=outputs, notes=sorted(set(mocks.notes)))
 
 
 def _in_tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:

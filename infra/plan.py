@@ -33,13 +33,26 @@ RELEVANT: dict[str, tuple[str, ...]] = {
     "aws:appautoscaling/target:Target": ("resourceId", "minCapacity", "maxCapacity"),
     "aws:appautoscaling/policy:Policy": ("policyType", "targetTrackingScalingPolicyConfiguration",
                                          "stepScalingPolicyConfiguration"),
-    "aws:cloudwatch/metricAlarm:MetricAlarm": ("name", "metricName", "threshold", "extendedStatistic", "statistic"),
     "aws:sagemaker/pipeline:Pipeline": ("pipelineName", "pipelineDefinition"),
     "aws:scheduler/schedule:Schedule": ("name", "scheduleExpression", "scheduleExpressionTimezone"),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": ("modelPackageGroupName",),
-    "aws:sns/topic:Topic": ("kmsMasterKeyId",),
+    "aws:sns/topic:Topic": ("name", "kmsMasterKeyId"),
+    "aws:sns/topicSubscription:TopicSubscription": ("protocol", "endpoint"),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("name", "namespace", "metricName", "dimensions", "threshold",
+                                               "comparisonOperator", "extendedStatistic", "statistic", "alarmActions"),
+    "aws:cloudwatch/dashboard:Dashboard": ("dashboardName",),
+    "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
+    "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": (
+        "dataQualityAppSpecification", "dataQualityBaselineConfig", "dataQualityJobInput", "dataQualityJobOutputConfig"),
+    "aws-native:sagemaker:ModelQualityJobDefinition": (
+        "endpointName", "modelQualityAppSpecification", "modelQualityBaselineConfig", "modelQualityJobInput"),
+    "aws:sagemaker/monitoringSchedule:MonitoringSchedule": ("name", "monitoringScheduleConfig"),
+    "aws:cloudwatch/eventRule:EventRule": ("name", "eventPattern"),
+    "aws:cloudwatch/eventApiDestination:EventApiDestination": ("invocationEndpoint", "httpMethod"),
+    "aws:cloudwatch/eventTarget:EventTarget": ("arn", "inputTransformer"),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("key", "content"),
 }
-JSON_TEXT = ("policy", "assumeRolePolicy", "pipelineDefinition")
+JSON_TEXT = ("policy", "assumeRolePolicy", "pipelineDefinition", "eventPattern", "content")
 
 
 def _whole(value: Any) -> Any:
@@ -53,9 +66,21 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def _widget_titles(body: Any) -> list[str]:
+    widgets = json.loads(body)["widgets"] if isinstance(body, str) else []
+    return [w["properties"].get("title") or w["properties"].get("markdown", "") for w in widgets]
+
+
+# Inputs too long to show whole, summarised: input -> (shown as, how).
+SUMMARIES: dict[str, dict[str, tuple[str, Any]]] = {
+    "aws:cloudwatch/dashboard:Dashboard": {"dashboardBody": ("widgets", _widget_titles)},
+}
+
+
 def relevant(resource: PlannedResource) -> dict[str, Any]:
-    """The reviewer-relevant inputs of one resource, JSON strings decoded."""
-    shown = {}
+    """The reviewer-relevant inputs of one resource, JSON strings decoded, long ones summarised."""
+    shown = {label: summarise(resource.inputs[key]) for key, (label, summarise) in SUMMARIES.get(resource.type, {}).items()
+             if key in resource.inputs}
     for key in RELEVANT.get(resource.type, ()):
         if key in resource.inputs:
             value = resource.inputs[key]
@@ -69,6 +94,7 @@ def render(plan: Plan) -> str:
     lines = [f"stack {plan.stack}: {len(plan.resources)} resources "
              f"({sum(r.custom for r in plan.resources)} in AWS, {protected} protected from deletion), offline plan",
              "ids, ARNs, the account (123456789012) and the AMI are offline placeholders for what AWS assigns"]
+    lines += [f"note: {note}" for note in plan.notes]
     for r in plan.resources:
         flags = [f for f, on in (("protected", r.protect), ("retained on delete", r.retain_on_delete)) if on]
         if r.ignore_changes:

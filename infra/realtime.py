@@ -25,6 +25,7 @@ class RealtimeEndpointArgs:
     capture_bucket_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
     tags: dict
+    alarm_topic_arn: pulumi.Input[str] | None = None  # who hears about a rollback
 
 
 class RealtimeEndpoint(pulumi.ComponentResource):
@@ -68,7 +69,7 @@ class RealtimeEndpoint(pulumi.ComponentResource):
             f"{name}-config", production_variants=variants, shadow_production_variants=shadows,
             data_capture_config=capture, kms_key_arn=args.kms_key_arn, tags=args.tags, opts=child)
 
-        self.alarms = self._rollback_alarms(name, s, args.tags)
+        self.alarms = self._rollback_alarms(name, s, args.tags, args.alarm_topic_arn)
         self.endpoint = endpoint(
             name, args.endpoint_name, self.config, self, args.tags, autoscaled=True,
             depends_on=[grant, *self.alarms],
@@ -120,12 +121,15 @@ class RealtimeEndpoint(pulumi.ComponentResource):
             routing["linear_step_size"] = size
         return routing
 
-    def _rollback_alarms(self, name: str, s: RealtimeSettings, tags: dict) -> list[aws.cloudwatch.MetricAlarm]:
-        """The alarms that stop a deployment and send traffic back to the old fleet."""
+    def _rollback_alarms(self, name: str, s: RealtimeSettings, tags: dict,
+                         topic_arn: pulumi.Input[str] | None) -> list[aws.cloudwatch.MetricAlarm]:
+        """The alarms that stop a deployment and send traffic back to the old fleet (and tell the alerts topic)."""
         dimensions = {"EndpointName": self.endpoint_name, "VariantName": PRIMARY}
         common = {"namespace": "AWS/SageMaker", "dimensions": dimensions, "period": 60, "evaluation_periods": 3,
                   "datapoints_to_alarm": 2, "comparison_operator": "GreaterThanOrEqualToThreshold",
                   "treat_missing_data": "notBreaching", "tags": tags}
+        if topic_arn is not None:
+            common.update(alarm_actions=[topic_arn], ok_actions=[topic_arn])
         opts = pulumi.ResourceOptions(parent=self)
         errors = aws.cloudwatch.MetricAlarm(
             f"{name}-5xx", name=f"{self.endpoint_name}-5xx-errors", metric_name="Invocation5XXErrors",

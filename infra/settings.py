@@ -27,6 +27,14 @@ SERVERLESS_MEMORY_MB = tuple(range(1024, 6145, 1024))
 TRAFFIC_ROUTING = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 SIZE_TYPES = ("CAPACITY_PERCENT", "INSTANCE_COUNT")
 BATCH_CONTENT_TYPES = ("text/csv", "application/json", "application/jsonlines")
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+SCHEDULE_RE = r"cron\(\S+ \S+ \S+ \S+ \S+ \S+\)"
+# ISO 8601 durations before the schedule's run, as Model Monitor's endpoint input takes them.
+OFFSET_RE = r"-P(T\d+[HM]|\d+D(T\d+H)?)"
+EMAIL_RE = r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"
+ECR_IMAGE_RE = r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})"
 # sagemaker-core knows these scikit-learn container versions; the model is pickled with
 # scikit-learn 1.9, so the default is the 1.9 container.
 DEFAULT_CONTAINER_VERSION = "1.9-0"
@@ -157,6 +165,63 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class AlarmSettings:
+    """Thresholds of the alarms beside the two rollback alarms (which are in mlship:realtime.alarms)."""
+
+    errors_4xx_percent: float
+    cpu_percent: float
+    memory_percent: float
+    disk_percent: float
+    cold_start_ms: int
+    serverless_errors_5xx: int
+    async_backlog: int
+    async_failures: int
+    drift_threshold: float
+    min_accuracy: float
+    min_f1: float
+
+
+@dataclass(frozen=True)
+class RetrainingSettings:
+    """Drift-triggered retraining: a drift alarm sends GitHub a repository_dispatch."""
+
+    enabled: bool
+    repository: str | None
+    event_type: str
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    alert_emails: tuple[str, ...]
+    schedule: str
+    image: str | None  # None: AWS's Model Monitor analyzer for the region
+    instance_type: str
+    volume_gb: int
+    max_runtime_seconds: int
+    ground_truth_prefix: str
+    quality_start_offset: str
+    quality_end_offset: str
+    log_retention_days: int
+    alarms: AlarmSettings
+    retraining: RetrainingSettings
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    """The repository whose Actions deploy this stack (mlship:github); GitHubDelivery is built from it."""
+
+    repository: str
+    environment: str
+    reviewer_user_ids: tuple[int, ...]
+    reviewer_team_ids: tuple[int, ...]
+    oidc_provider_arn: str | None
+
+    @property
+    def owner(self) -> str:
+        return self.repository.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     region: str
@@ -171,6 +236,8 @@ class Settings:
     serverless: ServerlessSettings | None
     async_: AsyncSettings | None
     batch: BatchSettings | None
+    monitoring: MonitoringSettings
+    github: GitHubSettings | None
 
     @property
     def prefix(self) -> str:
@@ -244,6 +311,20 @@ class _Section:
         if not isinstance(value, bool):
             raise SettingsError(f"{self.name(sub)} = {value!r}: must be true or false")
         return value
+
+    def texts(self, sub: str, pattern: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.raw(sub, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) and re.fullmatch(pattern, v) for v in value):
+            raise SettingsError(f"{self.name(sub)} = {value!r}: must be a list of strings matching {pattern}")
+        return tuple(value)
+
+    def ids(self, sub: str) -> tuple[int, ...]:
+        value = self.raw(sub, [])
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise SettingsError(f"{self.name(sub)} = {value!r}: must be a list of numeric GitHub ids (not logins)")
+        if len(value) > 6:
+            raise SettingsError(f"{self.name(sub)} lists {len(value)} ids: GitHub allows at most 6 per environment")
+        return tuple(value)
 
     def text(self, sub: str, default: Any = ..., pattern: str | None = None, allowed: tuple[str, ...] = ()) -> str:
         value = self.raw(sub, default)
@@ -344,6 +425,13 @@ def load(config: Mapping[str, Any], stack: str, repo: Path) -> Settings:
     serverless = _serverless(top.section("serverless")) if "serverless" in targets else None
     async_ = _async(top.section("async")) if "async" in targets else None
     batch = _batch(top.section("batch")) if "batch" in targets else None
+    if realtime and not realtime.capture_enabled:
+        raise SettingsError(
+            f"{NAMESPACE}:realtime.dataCapture.enabled = false: Model Monitor watches every real-time endpoint "
+            "through its captured requests; keep capture on (lower samplingPercent to capture less)")
+    github = _github(top.section("github"), production)
+    monitoring = _monitoring(_Section(f"{NAMESPACE}:monitoring", top.raw("monitoring", {})), github,
+                             "githubToken" in {k.split(":", 1)[1] for k in config if k.startswith(f"{NAMESPACE}:")})
     for target, value in (("ec2", ec2), ("realtime", realtime), ("serverless", serverless), ("async", async_), ("batch", batch)):
         if target not in targets:
             top.read.add(target)  # a disabled target's settings may stay in the file
@@ -354,6 +442,7 @@ def load(config: Mapping[str, Any], stack: str, repo: Path) -> Settings:
         stack=stack, region=region, production=production, model=model,
         container_version=container_version, targets=frozenset(targets), tags=dict(tags),
         storage=storage, ec2=ec2, realtime=realtime, serverless=serverless, async_=async_, batch=batch,
+        monitoring=monitoring, github=github,
     )
 
 
@@ -577,6 +666,88 @@ def _batch(s: _Section | None) -> BatchSettings | None:
         content_type=s.text("contentType", "text/csv", allowed=BATCH_CONTENT_TYPES),
         max_payload_mb=s.integer("maxPayloadMb", 6, 1, 100),
     )
+    s.finish()
+    return result
+
+
+def _alarms(s: _Section) -> AlarmSettings:
+    result = AlarmSettings(
+        errors_4xx_percent=s.number("errors4xxPercent", 5.0, 0.1, 100.0),
+        cpu_percent=s.number("cpuPercent", 80.0, 1.0, 100.0),
+        memory_percent=s.number("memoryPercent", 85.0, 1.0, 100.0),
+        disk_percent=s.number("diskPercent", 85.0, 1.0, 100.0),
+        cold_start_ms=s.integer("coldStartMs", 5000, 1),
+        serverless_errors_5xx=s.integer("serverlessErrors5xx", 5, 1),
+        async_backlog=s.integer("asyncBacklog", 100, 1),
+        async_failures=s.integer("asyncFailures", 1, 1),
+        # Model Monitor's default comparison threshold for the baseline distance.
+        drift_threshold=s.number("driftThreshold", 0.1, 0.0, 1.0),
+        min_accuracy=s.number("minAccuracy", 0.6, 0.0, 1.0),
+        min_f1=s.number("minF1", 0.5, 0.0, 1.0),
+    )
+    s.finish()
+    return result
+
+
+def _retraining(s: _Section, github: GitHubSettings | None, has_token: bool) -> RetrainingSettings:
+    enabled = s.boolean("enabled", False)
+    repository = s.text("repository", github.repository if github else None, pattern=r"[A-Za-z0-9-]+/[A-Za-z0-9_.-]+")
+    result = RetrainingSettings(enabled=enabled, repository=repository,
+                                event_type=s.text("eventType", "drift-alarm", pattern=r"[A-Za-z0-9_.-]{1,100}"))
+    if enabled and repository is None:
+        raise SettingsError(f"{s.name('repository')} is missing: retraining is enabled and mlship:github names no "
+                            "repository; set owner/name of the repository whose model workflow retrains")
+    if enabled and not has_token:
+        raise SettingsError(f"{s.name('enabled')} = true needs {NAMESPACE}:githubToken: set it with "
+                            f"`pulumi config set --secret {NAMESPACE}:githubToken` (a token allowed to send "
+                            "repository_dispatch)")
+    s.finish()
+    return result
+
+
+def _monitoring(s: _Section, github: GitHubSettings | None, has_token: bool) -> MonitoringSettings:
+    schedule = s.text("schedule", "cron(0 * ? * * *)")
+    if not re.fullmatch(SCHEDULE_RE, schedule):
+        raise SettingsError(f"{s.name('schedule')} = {schedule!r}: must be a Model Monitor cron expression, "
+                            "hourly or rarer, such as cron(0 * ? * * *) (hourly) or cron(0 0 ? * * *) (daily)")
+    result = MonitoringSettings(
+        alert_emails=s.texts("alertEmails", EMAIL_RE, []),
+        schedule=schedule,
+        image=s.text("image", None, pattern=ECR_IMAGE_RE),
+        instance_type=s.text("instanceType", "ml.m5.large", pattern=r"ml\.[a-z0-9]+\.[a-z0-9]+"),
+        volume_gb=s.integer("volumeGb", 20, 1, 16384),
+        # A run must end before the next hourly one starts.
+        max_runtime_seconds=s.integer("maxRuntimeSeconds", 1800, 60, 3600),
+        ground_truth_prefix=s.text("groundTruthPrefix", "ground-truth/", pattern=r"[A-Za-z0-9!_.*'()/-]+/"),
+        quality_start_offset=s.text("qualityStartOffset", "-P1D", pattern=OFFSET_RE),
+        quality_end_offset=s.text("qualityEndOffset", "-PT1H", pattern=OFFSET_RE),
+        log_retention_days=s.integer("logRetentionDays", 30),
+        alarms=_alarms(s.section("alarms") or _Section(s.name("alarms"), {})),
+        retraining=_retraining(s.section("retraining") or _Section(s.name("retraining"), {}), github, has_token),
+    )
+    if result.log_retention_days not in LOG_RETENTION_DAYS:
+        raise SettingsError(f"{s.name('logRetentionDays')} = {result.log_retention_days}: must be one of "
+                            f"{', '.join(map(str, LOG_RETENTION_DAYS))} (what CloudWatch Logs accepts)")
+    s.finish()
+    return result
+
+
+def _github(s: _Section | None, production: bool) -> GitHubSettings | None:
+    if s is None:
+        return None
+    reviewers = s.section("reviewers") or _Section(s.name("reviewers"), {})
+    result = GitHubSettings(
+        repository=s.text("repository", pattern=r"[A-Za-z0-9-]+/[A-Za-z0-9_.-]+"),
+        environment=s.text("environment", "production" if production else "dev", pattern=r"[A-Za-z0-9_.-]{1,255}"),
+        reviewer_user_ids=reviewers.ids("users"),
+        reviewer_team_ids=reviewers.ids("teams"),
+        oidc_provider_arn=s.text("oidcProviderArn", None,
+                                 pattern=r"arn:aws:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com"),
+    )
+    reviewers.finish()
+    if production and not (result.reviewer_user_ids or result.reviewer_team_ids):
+        raise SettingsError(f"{reviewers.key} is empty: a production stack deploys only after a review; list "
+                            "GitHub user ids (users) or team ids (teams), at most 6 of each")
     s.finish()
     return result
 

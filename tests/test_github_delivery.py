@@ -36,6 +36,8 @@ def of_type(typ: str, created_after: int) -> list[pulumi.runtime.MockResourceArg
 
 def build(name: str, args: GitHubDeliveryArgs) -> tuple[int, dict]:
     """Create the component under the mocks and wait until every resource is registered."""
+    # Again per test: another module's offline plan (infra/offline.py) may have set its own mocks since.
+    pulumi.runtime.set_mocks(MOCKS, project="mlship", stack="prod", preview=False)
     start = len(MOCKS.resources)
     resolved: dict = {}
 
