@@ -21,6 +21,16 @@ BOOTSTRAP_ROUNDS = 30
 BOOTSTRAP_ROWS = 100_000
 
 
+def ground_truth_line(event_id: str, labels: list[int]) -> bytes:
+    """One ground truth record, as a labelling job writes it: the true labels of a captured request.
+
+    `event_id` is the captured request's inferenceId (or eventId); several labels, one per row.
+    """
+    record = {"groundTruthData": {"data": ",".join(str(int(label)) for label in labels), "encoding": "CSV"},
+              "eventMetadata": {"eventId": event_id}, "eventVersion": "0"}
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def read_ground_truth(lines: list[bytes], into: dict[str, list[int]], problems: dict[str, int]) -> None:
     """Adds eventId -> true labels (one per row) to `into`; counts unusable lines in `problems`."""
     for line in lines:
