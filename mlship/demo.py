@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import logging
 import os
 import shutil
 import signal
@@ -181,6 +182,7 @@ class Demo:
     def _start_emulator(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # its access log would drown the demo's output
         port = _free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
@@ -270,10 +272,11 @@ class Demo:
             ("malformed JSON", b'{"instances": [', "application/json"),
             ("JSON without instances", b'{"rows": []}', "application/json"),
             ("empty body", b"", "text/csv"),
-            ("over SageMaker's 6 MB payload limit", b"0" * (6 * 1024 * 1024 + 1), "text/csv"),
         ]
-        for label, body, content_type in bad:
-            status, answer = _request(port, "POST", "/invocations", body, {"Content-Type": content_type})
+        answers = [(label, *_request(port, "POST", "/invocations", body, {"Content-Type": content_type}))
+                   for label, body, content_type in bad]
+        answers.append(("over SageMaker's 6 MB payload limit", *_announce_body(port, 6 * 1024 * 1024 + 1)))
+        for label, status, answer in answers:
             traffic.record("bad", status)
             message = answer.decode("utf-8", "replace").strip().replace("\n", " ")[:90]
             print(f"    {status}  {label}: {message}")
@@ -287,7 +290,8 @@ class Demo:
         other = Counter(v["constraint_check_type"] for v in violations if v["constraint_check_type"] != "baseline_drift_check")
         metrics = self._client("cloudwatch").list_metrics(Namespace="aws/sagemaker/Endpoints/data-metrics")["Metrics"]
         quality = self._client("cloudwatch").list_metrics(Namespace="aws/sagemaker/Endpoints/model-metrics")["Metrics"]
-        messages = self._client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        messages = self._client("sqs").receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
         published = self._client("s3").list_objects_v2(Bucket=BUCKET, Prefix="models/").get("KeyCount", 0)
         packages = self._client("sagemaker").list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
         caught = sorted(set(DRIFT) & set(drifted))
@@ -335,9 +339,21 @@ def _request(port: int, method: str, path: str, body: bytes | None = None, heade
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.read()
-    except (ConnectionResetError, BrokenPipeError):
-        # A server may close the connection while a refused oversized body is still being sent.
-        return 413, b"connection closed by the server while sending"
+    finally:
+        connection.close()
+
+
+def _announce_body(port: int, length: int) -> tuple[int, bytes]:
+    """Announces a body of `length` bytes and waits for the answer before sending any of it,
+    as a client that honours an early refusal does: the server judges the size by its header."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest("POST", "/invocations")
+        connection.putheader("Content-Type", "text/csv")
+        connection.putheader("Content-Length", str(length))
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
     finally:
         connection.close()
 
@@ -345,6 +361,9 @@ def _request(port: int, method: str, path: str, body: bytes | None = None, heade
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     # SIGTERM (a CI runner, `kill`) cleans up like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with ExitStack() as stack:
-        return Demo(args, stack).run()
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with ExitStack() as stack:
+            return Demo(args, stack).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
