@@ -269,6 +269,13 @@ class Window:
             if numeric is not None and self.pca_columns is not None:
                 self.pca_errors.add(self.pca.errors(np.column_stack([numeric[j] for j in self.pca_columns])), 0)
 
+    def add_input_frame(self, frame: pandas.DataFrame) -> None:
+        """Rows already in memory, columns in baseline feature order (names are not read)."""
+        self.records += len(frame)
+        numeric = self.inputs._add(frame.set_axis(range(frame.shape[1]), axis=1))
+        if self.pca_columns is not None:
+            self.pca_errors.add(self.pca.errors(np.column_stack([numeric[j] for j in self.pca_columns])), 0)
+
     def add_outputs(self, csv_payloads: list[str], json_payloads: list[str]) -> None:
         self.outputs.add_csv(csv_payloads)
         self.outputs.add_rows(self._json_rows(json_payloads, self.outputs, "predictions"))

@@ -232,3 +232,22 @@ def test_completeness_allows_sampling_noise_but_not_a_real_drop(tmp_path):
         results[name] = {(v.feature_name, v.constraint_check_type) for v in result.violations}
     assert ("f1", "completeness_check") not in results["same"]
     assert ("f1", "completeness_check") in results["worse"]
+
+
+def test_rows_in_memory_flag_the_same_features_as_the_same_rows_captured(baseline, drifted_run, tmp_path):
+    from monitoring.run import Baseline, evaluate
+    from monitoring.window import Window
+
+    captured, window_rows = drifted_run
+    loaded = Baseline.read(baseline)
+    window = Window(loaded.input_features, loaded.output_features, loaded.pca)
+    for first in range(0, len(window_rows), 7_000):
+        window.add_input_frame(window_rows[synthetic.FEATURES].iloc[first:first + 7_000])
+    result = evaluate(RunOptions(capture="memory", baseline=baseline, out=tmp_path), loaded, window)
+
+    def drifted(outcome):
+        return sorted(v.feature_name for v in outcome.violations
+                      if v.constraint_check_type == "baseline_drift_check" and v.feature_name in synthetic.FEATURES)
+
+    assert drifted(result) == drifted(captured) == sorted(DRIFTED)
+    assert result.summary["records"] == len(window_rows)
