@@ -312,15 +312,23 @@ class Demo:
               f"{len(metrics)} data metrics and {len(quality)} model-quality metrics in the emulator's CloudWatch")
         for message in messages[:1]:
             first = message["Body"].strip().splitlines()[0] if message["Body"].strip() else ""
-            print(f"  alert fired    SNS -> on-call inbox: {first[:110]}")
+            print(f"  alert fired    SNS -> on-call inbox: {first if len(first) <= 110 else first[:109] + '…'}")
         if not messages:
             print("  alert fired    none")
         print("  files")
         for label, path in (("release", release), ("capture", self.workdir / "capture"),
                             ("ground truth", self.workdir / "ground-truth"), ("monitor output", monitor_out),
                             ("report", report), ("server log", self.workdir / "server.log")):
-            print(f"    {label:<15}{path}")
-        print(f"done in {time.monotonic() - self.started:.0f} s; open {report} in a browser")
+            print(f"    {label:<15}{_shown(path)}")
+        print(f"done in {time.monotonic() - self.started:.0f} s; open {_shown(report)} in a browser")
+
+
+def _shown(path: Path) -> Path:
+    """A path as the user would type it: relative when it lies under the current folder."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _statuses(counts: Counter) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from mlship.errors import UserError
 from model.files import sha256_file
@@ -169,7 +169,7 @@ def list_versions(registry: Registry, name: str, group: str | None = None) -> li
     try:
         manifests = published_manifests(registry, name)
         approvals = _approvals(registry, group) if group else {}
-    except ClientError as error:
+    except (ClientError, BotoCoreError) as error:
         raise _aws_error(error, f"s3://{registry.bucket}/models/{name}/") from None
     return [
         Published(version, manifest["created"], manifest["metrics"], manifest["files"][TARBALL], approvals.get(version))
@@ -261,4 +261,7 @@ def _aws_error(error: Exception, where: str) -> UserError:
         if code in ("NoSuchBucket", "AccessDenied", "403", "InvalidAccessKeyId", "ExpiredToken"):
             return UserError(f"{where}: {code}: {message}")
         return UserError(f"{where}: AWS error {code}: {message}")
+    if isinstance(error, NoCredentialsError):
+        return UserError(f"{where}: no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY), or run `aws configure`")
     return UserError(f"{where}: {error}")

@@ -122,13 +122,19 @@ def _publish(result, cloudwatch: bool, topic: str | None, report: str, access) -
         raise UserError(f"results are written to {result.out}, but publishing failed: {error}") from None
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
 def summary_line(summary: dict) -> str:
     window = summary["window"]
-    parts = [f"{summary['records']:,} records"]
+    parts = [_count(summary["records"], "record")]
+    if summary.get("rows", summary["records"]) != summary["records"]:
+        parts[0] += f" ({_count(summary['rows'], 'row')})"
     if window["start"] or window["end"]:
         parts[0] += f" in [{window['start'] or '...'}, {window['end'] or '...'})"
     checks = ", ".join(f"{k}: {v}" for k, v in sorted(summary["violations_by_check"].items()))
-    parts.append(f"{summary['violations']} violations" + (f" ({checks})" if checks else ""))
+    parts.append(_count(summary["violations"], "violation") + (f" ({checks})" if checks else ""))
     if summary["drifted_features"]:
         parts.append("drift in " + ", ".join(summary["drifted_features"]))
     if summary["multivariate_drift"]:

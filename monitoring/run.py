@@ -157,7 +157,7 @@ def _balanced(files: list[tuple[str, int]], groups: int) -> list[list[str]]:
 
 def scan(options: RunOptions, baseline: Baseline, truth: dict[str, list[int]] | None) -> Window:
     files = list_files(Location.parse(options.capture, "capture"), options.access, options.start, options.end)
-    log.info("reading %d capture files (%.1f MB) from %s", len(files), sum(s for _, s in files) / 1e6, options.capture)
+    log.info("reading %d capture file(s) (%.1f MB) from %s", len(files), sum(s for _, s in files) / 1e6, options.capture)
     _PLAN.update(inputs=baseline.input_features, outputs=baseline.output_features, pca=baseline.pca, truth=truth,
                  access=options.access, start=options.start, end=options.end)
     workers = options.workers or min(2, os.cpu_count() or 1)

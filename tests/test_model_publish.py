@@ -172,3 +172,19 @@ def test_cli_registers_in_the_models_own_group_unless_told_not_to(registry, rele
     assert registry.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
     assert mlship("publish", "--bucket", BUCKET, "--region", REGION) == 0
     assert "model package arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn/1" in capsys.readouterr().out
+
+
+def test_list_and_publish_without_credentials_say_so_in_one_line(releases, capsys, monkeypatch, tmp_path):
+    root, _, _ = releases
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(key, str(tmp_path / "absent"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.chdir(root)
+    # Port 9 (discard) is never reached: signing fails first, without credentials.
+    where = ["--bucket", BUCKET, "--region", REGION, "--endpoint-url", "http://127.0.0.1:9"]
+    for command in ("list", "publish"):
+        assert mlship(command, *where) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "no AWS credentials found" in err and "Traceback" not in err
