@@ -129,7 +129,8 @@ if s.enabled("serverless"):
 if s.enabled("async"):
     async_endpoint = AsyncEndpoint("async", AsyncEndpointArgs(
         endpoint_name=f"{s.prefix}-async", settings=s.async_, models=models, model_role=PRIMARY,
-        bucket=storage.capture.name, bucket_arn=storage.capture.arn, kms_key_arn=storage.kms_key_arn, tags=tags))
+        bucket=storage.capture.name, bucket_arn=storage.capture.arn, kms_key_arn=storage.kms_key_arn, tags=tags,
+        alarm_topic_arn=alerts.topic_arn))
     pulumi.export("async_endpoint", async_endpoint.endpoint.endpoint_name)
     pulumi.export("async_variants", async_endpoint.variant_names)
     pulumi.export("async_input_uri", async_endpoint.input_uri)

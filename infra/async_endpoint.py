@@ -26,6 +26,8 @@ class AsyncEndpointArgs:
     bucket_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
     tags: dict
+    # Told once per wake-up from zero instances, so a slow first answer has an explanation.
+    alarm_topic_arn: pulumi.Input[str] | None = None
 
 
 class AsyncEndpoint(pulumi.ComponentResource):
@@ -98,6 +100,8 @@ class AsyncEndpoint(pulumi.ComponentResource):
             namespace="AWS/SageMaker", metric_name="HasBacklogWithoutCapacity",
             dimensions={"EndpointName": args.endpoint_name}, statistic="Average", period=60,
             evaluation_periods=2, threshold=1, comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="missing", alarm_actions=[step.arn], tags=args.tags,
-            alarm_description="Requests are waiting and no instance runs: scale out from zero.",
+            treat_missing_data="missing", tags=args.tags,
+            alarm_actions=[step.arn, *([args.alarm_topic_arn] if args.alarm_topic_arn else [])],
+            alarm_description="Requests are waiting and no instance runs: scaling out from zero (a notice, "
+                              "nothing to do; the first answers wait for an instance to start).",
             opts=pulumi.ResourceOptions(parent=self))
