@@ -308,6 +308,10 @@ class Demo:
               + (f"  (missed: {', '.join(missed)})" if missed else f"  (both injected features caught)" if caught else ""))
         if other:
             print(f"  other checks   {', '.join(f'{kind} x{count}' for kind, count in sorted(other.items()))}")
+        predictions = json.loads((monitor_out / "drift.json").read_text())["prediction"]
+        print("  predictions    " + ", ".join(
+            f"{d['name']} distance {d['distance']:.3f} ({'over' if d['drifted'] else 'within'} the threshold {d['threshold']})"
+            for d in predictions) if predictions else "  predictions    no prediction baseline")
         print(f"  monitor exit   {code} ({'violations found' if code == 3 else 'no violations'}); "
               f"{len(metrics)} data metrics and {len(quality)} model-quality metrics in the emulator's CloudWatch")
         for message in messages[:1]:

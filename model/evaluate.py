@@ -64,18 +64,23 @@ def gate(metrics: dict[str, float], gates: dict[str, float]) -> list[str]:
     ]
 
 
-def evaluate(settings: Settings) -> Evaluation:
-    work, identity = read_workdir(settings)
+def holdout_predictions(work: Path, identity: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probabilities on the hold-out rows, and the rows' true labels."""
     pipeline = joblib.load(work / MODEL_FILE)
     x_holdout, y_holdout = joblib.load(work / DATA_FILE)["holdout"]
-    probability = pipeline.predict_proba(to_matrix(x_holdout, identity["features"]))[:, 1]
-    labels, threshold = y_holdout.to_numpy(), identity["decision_threshold"]
+    return pipeline.predict_proba(to_matrix(x_holdout, identity["features"]))[:, 1], y_holdout.to_numpy()
+
+
+def evaluate(settings: Settings) -> Evaluation:
+    work, identity = read_workdir(settings)
+    probability, labels = holdout_predictions(work, identity)
+    threshold = identity["decision_threshold"]
     metrics = score(labels, probability, threshold)
     result = Evaluation(metrics, gate(metrics, settings.gates))
     predicted = (probability >= threshold).astype(int)
     record = {
         "model_sha256": sha256_file(work / MODEL_FILE),
-        "holdout_rows": len(y_holdout),
+        "holdout_rows": len(labels),
         "metrics": {name: round(value, 6) for name, value in metrics.items()},
         "standard_deviations": bootstrap_deviations(labels, probability, threshold, settings.seed),
         "confusion_matrix": {str(actual): {str(guess): int(((labels == actual) & (predicted == guess)).sum()) for guess in (0, 1)}

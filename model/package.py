@@ -3,7 +3,8 @@
   model.tar.gz            SageMaker scikit-learn layout: model.joblib, manifest.json (the model's
                           identity), code/inference.py, code/requirements.txt; byte-for-byte
                           reproducible (sorted members, fixed times and owners)
-  baseline/               statistics.json, constraints.json (monitoring.baseline, training features)
+  baseline/               statistics.json, constraints.json (monitoring.baseline, training features),
+                          prediction_statistics.json (the model's output on the hold-out rows)
   evaluation/             model_quality_statistics.json, model_quality_constraints.json (hold-out)
   manifest.json           the release manifest: sha256 of every other file, metrics, schema, ...
 
@@ -22,14 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
+import numpy as np
 
-from model.evaluate import passed_evaluation, read_workdir
+from model.evaluate import holdout_predictions, passed_evaluation, read_workdir
 from model.files import atomic_dir, sha256_file, write_json
 from model.settings import Settings
 from model.train import DATA_FILE, MODEL_FILE
 from model.versioning import check_bump
 from monitoring import formats
-from monitoring.baseline import write_baseline
+from monitoring.baseline import write_baseline, write_prediction_baseline
 
 INFERENCE_SOURCE = Path(__file__).with_name("inference.py")
 TARBALL = "model.tar.gz"
@@ -54,6 +56,7 @@ def package(settings: Settings) -> Release:
     with atomic_dir(settings.distdir) as out:
         write_tarball(out / TARBALL, work / MODEL_FILE, _model_manifest(identity))
         write_baseline(x_train, out / "baseline")
+        write_prediction_baseline(*_predicted_outputs(work, identity), out / "baseline")
         _write_evaluation(out / "evaluation", evaluation, settings)
         files = {path.relative_to(out).as_posix(): sha256_file(path)
                  for path in sorted(out.rglob("*")) if path.is_file()}
@@ -76,6 +79,13 @@ def package(settings: Settings) -> Release:
         }
         write_json(out / MANIFEST, manifest)
     return Release(settings.distdir, manifest, previous, note)
+
+
+def _predicted_outputs(work: Path, identity: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probabilities and labels on the hold-out rows: what live predictions look like
+    when nothing drifted (on its own training rows a model is more confident than it ever is live)."""
+    probability, _ = holdout_predictions(work, identity)
+    return probability, (probability >= identity["decision_threshold"]).astype(int)
 
 
 def packaged_versions(settings: Settings) -> dict[str, dict]:

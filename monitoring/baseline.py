@@ -1,8 +1,9 @@
 """Baselines: statistics.json and constraints.json from a training data set.
 
 The files are Model Monitor's current layout, so the same baseline drives AWS's own
-analyzer on a SageMaker schedule and mlship's monitor everywhere else. Beside them goes
-multivariate.json, the PCA model the monitor's multivariate drift score needs.
+analyzer on a SageMaker schedule and mlship's monitor everywhere else. Beside them go
+multivariate.json, the PCA model the monitor's multivariate drift score needs, and (from
+`mlship model package`) prediction_statistics.json, the model's output distribution.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from monitoring import multivariate
 from monitoring.formats import (
     CONSTRAINTS_FILE,
     OUTPUT_FEATURES,
+    PREDICTION_STATISTICS_FILE,
     STATISTICS_FILE,
     Constraints,
     FeatureConstraints,
@@ -58,6 +60,16 @@ def write_baseline(frame: pandas.DataFrame, out_dir: Path, exclude: Sequence[str
     if model is not None:
         multivariate.write(out_dir / multivariate.FILE, model)
     return statistics_path, constraints_path
+
+
+def write_prediction_baseline(probability: np.ndarray, label: np.ndarray, out_dir: Path) -> Path:
+    """Writes prediction_statistics.json: the distribution of the model's output (probability, label)
+    that prediction drift is measured against. Returns its path."""
+    frame = pandas.DataFrame({"probability": np.asarray(probability, dtype=float), "label": np.asarray(label, dtype=int)})
+    if len(frame) == 0:
+        raise UserError("no predictions to baseline; a prediction baseline needs at least one")
+    statistics = Statistics(len(frame), [feature_statistics(name, frame[name]) for name in OUTPUT_FEATURES])
+    return write_statistics(Path(out_dir) / PREDICTION_STATISTICS_FILE, statistics)
 
 
 def feature_statistics(name: str, column: pandas.Series) -> FeatureStatistics:

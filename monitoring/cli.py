@@ -137,6 +137,8 @@ def summary_line(summary: dict) -> str:
     parts.append(_count(summary["violations"], "violation") + (f" ({checks})" if checks else ""))
     if summary["drifted_features"]:
         parts.append("drift in " + ", ".join(summary["drifted_features"]))
+    if summary.get("prediction_drift"):
+        parts.append("prediction drift in " + ", ".join(summary["prediction_drift"]))
     if summary["multivariate_drift"]:
         parts.append("multivariate drift")
     if summary["model_quality"]:

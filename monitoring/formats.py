@@ -22,6 +22,9 @@ from mlship.errors import UserError
 
 STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
+# The model's output on rows it was not trained on, in statistics.json's layout. Apart from
+# statistics.json because AWS's analyzer reads that file against captured input only.
+PREDICTION_STATISTICS_FILE = "prediction_statistics.json"
 VIOLATIONS_FILE = "constraint_violations.json"
 MODEL_QUALITY_STATISTICS_FILE = "model_quality_statistics.json"
 MODEL_QUALITY_CONSTRAINTS_FILE = "model_quality_constraints.json"

@@ -63,15 +63,20 @@ class Baseline:
 
     @classmethod
     def from_files(cls, statistics_path: Path, constraints_path: Path) -> Baseline:
-        """statistics.json and constraints.json; multivariate.json and model_quality_constraints.json
-        are looked for beside either (a SageMaker job mounts the two in separate folders)."""
+        """statistics.json and constraints.json; multivariate.json, model_quality_constraints.json and
+        prediction_statistics.json are looked for beside either (a SageMaker job mounts the two in
+        separate folders)."""
         statistics = formats.read_statistics(statistics_path)
         constraints = formats.read_constraints(constraints_path)
         if not statistics.features:
             raise UserError(f"baseline {statistics_path} lists no features")
         folders = [Path(statistics_path).parent, Path(constraints_path).parent]
-        quality_path = next((f / formats.MODEL_QUALITY_CONSTRAINTS_FILE for f in folders if (f / formats.MODEL_QUALITY_CONSTRAINTS_FILE).is_file()), None)
-        pca_path = next((f / multivariate.FILE for f in folders if (f / multivariate.FILE).is_file()), None)
+        quality_path, pca_path, prediction_path = (
+            next((f / name for f in folders if (f / name).is_file()), None)
+            for name in (formats.MODEL_QUALITY_CONSTRAINTS_FILE, multivariate.FILE, formats.PREDICTION_STATISTICS_FILE))
+        if prediction_path and not any(f.name in OUTPUT_FEATURES for f in statistics.features):
+            outputs = [f for f in formats.read_statistics(prediction_path).features if f.name in OUTPUT_FEATURES]
+            statistics = formats.Statistics(statistics.item_count, statistics.features + outputs)
         try:
             quality_constraints = (formats.model_quality_constraints_from_json(formats.read_json(quality_path, "model quality constraints"))
                                    if quality_path else dict(quality.DEFAULT_CONSTRAINTS))
@@ -204,7 +209,7 @@ def evaluate(options: RunOptions, baseline: Baseline, window: Window) -> RunResu
         if result is not None:
             drift[feature.name] = result
     violations = checks.side_violations(window.inputs, baseline.constraints, drift)
-    if baseline.kinds(list(OUTPUT_FEATURES)):  # the output's shape is checked only against a baseline of it
+    if any(baseline.constraints.feature(name) for name in OUTPUT_FEATURES):  # only against constraints of it
         violations += checks.side_violations(window.outputs, baseline.constraints, drift)
     outputs = [name for name, _ in baseline.output_features]
     detail = {
@@ -216,7 +221,8 @@ def evaluate(options: RunOptions, baseline: Baseline, window: Window) -> RunResu
         "multivariate": multivariate_drift(baseline.pca, window.pca_errors.statistics("reconstruction_error"), config.comparison_threshold) if baseline.pca else None,
     }
     if not detail["prediction"]:
-        detail["prediction_note"] = "the baseline has no probability/label features, so prediction drift has nothing to compare with"
+        detail["prediction_note"] = ("the baseline has no probability/label features (prediction_statistics.json, "
+                                     "written by `mlship model package`), so prediction drift has nothing to compare with")
     out = Path(options.out)
     formats.write_statistics(out / formats.STATISTICS_FILE, current)
     formats.write_violations(out / formats.VIOLATIONS_FILE, violations)
@@ -234,7 +240,8 @@ def evaluate(options: RunOptions, baseline: Baseline, window: Window) -> RunResu
         formats.write_model_quality_violations(out / formats.MODEL_QUALITY_VIOLATIONS_FILE, quality_violations)
         quality_summary = {"rows_with_ground_truth": int(window.matched_truth.shape[0]), **{k: round(v, 6) for k, v in model_metrics.items()}}
 
-    drifted = [d.name for d in drift.values() if d.drifted]
+    drifted = [d.name for d in drift.values() if d.drifted and d.name not in outputs]
+    prediction_drifted = [name for name in outputs if name in drift and drift[name].drifted]
     multivariate_drifted = bool(detail["multivariate"] and detail["multivariate"]["drifted"])
     by_type: dict[str, int] = {}
     for violation in violations + quality_violations:
@@ -249,8 +256,9 @@ def evaluate(options: RunOptions, baseline: Baseline, window: Window) -> RunResu
         "violations": len(violations) + len(quality_violations),
         "violations_by_check": by_type,
         "drifted_features": drifted,
+        "prediction_drift": prediction_drifted,
         "multivariate_drift": multivariate_drifted,
-        "retrain_recommended": bool(drifted) or multivariate_drifted,
+        "retrain_recommended": bool(drifted or prediction_drifted) or multivariate_drifted,
         "model_quality": quality_summary,
         "skipped": {**window.capture_counts,
                     **{f"input: {k}": v for k, v in window.inputs.columns.unreadable.items()},

@@ -43,6 +43,9 @@ def test_injected_drift_is_flagged_and_named_in_the_summary(demo_run):
     flagged_line = next(line for line in output.splitlines() if "drift flagged" in line)
     for feature in DRIFT:
         assert feature in flagged_line
+    # The packaged release carries a prediction baseline, so the model's output is compared too.
+    predictions = next(line for line in output.splitlines() if line.strip().startswith("predictions"))
+    assert re.search(r"probability distance \d\.\d{3}", predictions) and "label distance" in predictions
 
 
 def test_bad_requests_are_refused_with_4xx_and_good_ones_answered(demo_run):

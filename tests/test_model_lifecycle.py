@@ -12,6 +12,7 @@ import pytest
 from model_support import SMALL, build_release, mlship, workspace_args
 
 from model.data import synthetic_churn
+from monitoring import formats
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,17 @@ def test_schema_follows_the_contract(release):
     assert [o["name"] for o in manifest["output"]] == ["probability", "label"]
     statistics = json.loads((release / "baseline/statistics.json").read_text())
     assert {f["name"] for f in statistics["features"]} == {f["name"] for f in features}
+
+
+def test_prediction_baseline_is_the_models_output_on_the_holdout_rows(release):
+    manifest = json.loads((release / "manifest.json").read_text())
+    predictions = formats.read_statistics(release / "baseline/prediction_statistics.json")
+    assert [(f.name, f.inferred_type) for f in predictions.features] == [("probability", "Fractional"), ("label", "Integral")]
+    assert predictions.item_count == manifest["training_data"]["holdout_rows"]
+    probability, label = predictions.features
+    assert 0 <= probability.min < probability.max <= 1
+    # The share of positive answers is close to the churn rate for a model that passed the gates.
+    assert label.mean == pytest.approx(manifest["training_data"]["positive_rate"], abs=0.1)
 
 
 def test_same_seed_gives_the_same_model_bytes(tmp_path, release):

@@ -17,7 +17,7 @@ from sklearn import metrics as skm
 
 from mlship.cli import main as mlship
 from monitoring import formats, synthetic
-from monitoring.baseline import write_baseline
+from monitoring.baseline import write_baseline, write_prediction_baseline
 from monitoring.capture import CapturedPayload, CaptureRecord
 from monitoring.run import RunOptions, run
 from monitoring.sketches import SKETCH_K
@@ -251,3 +251,29 @@ def test_rows_in_memory_flag_the_same_features_as_the_same_rows_captured(baselin
 
     assert drifted(result) == drifted(captured) == sorted(DRIFTED)
     assert result.summary["records"] == len(window_rows)
+
+
+def test_a_packaged_baseline_measures_prediction_drift_from_its_own_file(tmp_path):
+    # `mlship model package` keeps statistics.json input-only (AWS's analyzer reads it against captured
+    # input) and writes the output distribution to prediction_statistics.json beside it.
+    training = synthetic.frame(20_000, seed=1)
+    write_baseline(training, tmp_path / "baseline")
+    write_prediction_baseline(*synthetic.predict(training), tmp_path / "baseline")
+    heaviest = synthetic.NUMERIC[-1]  # the largest weight in synthetic.predict's model
+    shifted = synthetic.frame(10_000, seed=2)
+    shifted[heaviest] += 2 * training[heaviest].std()
+    outcomes = {}
+    for name, window in (("calm", synthetic.frame(10_000, seed=3)), ("shifted", shifted)):
+        synthetic.write_capture(tmp_path / name, window, START)
+        outcomes[name] = run(RunOptions(capture=str(tmp_path / name), baseline=tmp_path / "baseline", out=tmp_path / f"{name}-out", workers=1))
+    calm, drifted = outcomes["calm"], outcomes["shifted"]
+    detail = {d["name"]: d for d in json.loads((drifted.out / "drift.json").read_text())["prediction"]}
+    assert list(detail) == ["probability", "label"]
+    exact = ks_2samp(synthetic.predict(training)[0], synthetic.predict(shifted)[0]).statistic
+    bound = 2 * kll_doubles_sketch.get_normalized_rank_error(SKETCH_K, False)
+    assert detail["probability"]["linf_simple"] == pytest.approx(exact, abs=bound + 1e-6)
+    assert drifted.summary["prediction_drift"] == ["probability", "label"] and drifted.summary["retrain_recommended"]
+    assert drifted.summary["drifted_features"] == [heaviest]
+    assert calm.summary["prediction_drift"] == [] and calm.violations == []
+    # A packaged baseline has no constraints on the outputs: their drift is reported, not a violation.
+    assert {v.feature_name for v in drifted.violations} == {heaviest}
