@@ -6,8 +6,11 @@ import json
 import shutil
 import socket
 import tarfile
+import time
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from serve_helpers import ServerProcess, csv_rows, features, json_instances, packaged_model
 
 CSV = {"content-type": "text/csv"}
@@ -137,6 +140,34 @@ def test_metrics_count_requests_by_status(server):
     assert 'mlship_requests_total{worker="0",path="/invocations",status="415"}' in text
     assert "mlship_request_duration_seconds_bucket" in text and "mlship_requests_in_flight" in text
     assert 'mlship_model_info{worker="0",name="churn",version="1.0.0"' in text
+
+
+def _scrape(server) -> tuple[str, list]:
+    text = server.client.get("/metrics").text
+    return text, [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def test_one_scrape_shows_every_worker_with_each_metric_family_once():
+    with ServerProcess(["--model", str(packaged_model()), "--host", "127.0.0.1", "--port", "0", "--workers", "2"]) as server:
+        deadline = time.monotonic() + 60
+        while True:  # both workers load the model; each one's snapshot reaches the other within a second
+            _, samples = _scrape(server)
+            loaded = {s.labels["worker"] for s in samples if s.name == "mlship_model_info" and s.value == 1}
+            if loaded == {"0", "1"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert loaded == {"0", "1"}
+        for _ in range(30):  # a new connection each time: either worker may take it
+            with httpx.Client(base_url=server.url) as client:
+                assert client.post("/invocations", content=one_row(), headers=CSV).status_code == 200
+        time.sleep(1.5)
+        text, samples = _scrape(server)
+    answered = [s for s in samples if s.name == "mlship_requests_total" and s.labels["path"] == "/invocations"]
+    assert sum(s.value for s in answered) == 30 and all(s.labels["status"] == "200" for s in answered)
+    histogram_count = sum(s.value for s in samples if s.name == "mlship_request_duration_seconds_count")
+    assert histogram_count >= 30
+    types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), "a metric family is declared twice"
 
 
 def test_openapi_document_and_docs_page(server):

@@ -24,7 +24,7 @@ from model.server import openapi
 from model.server.batching import MicroBatcher
 from model.server.capture_writer import CaptureWriter
 from model.server.httpserver import ConnectionTracker, HttpProtocol, Request, Response
-from model.server.metrics import Metrics
+from model.server.metrics import SNAPSHOT_SECONDS, Metrics, SharedSnapshots, render
 from model.server.package import Handlers, ModelIdentity
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class ServeSettings:
     max_batch_rows: int = 512
     onnx: bool = False
     shutdown_timeout: float = 30.0
+    metrics_dir: Path | None = None  # shared by the workers of one server, so /metrics shows them all
 
 
 def _media_type(value: str) -> str:
@@ -78,6 +79,7 @@ class ModelServer:
     def __init__(self, settings: ServeSettings, worker: int = 0):
         self.settings = settings
         self.metrics = Metrics(worker=worker)
+        self.snapshots = SharedSnapshots(settings.metrics_dir, worker) if settings.metrics_dir else None
         self.started = time.monotonic()
         self.identity = ModelIdentity.read(settings.model_dir)
         self.handlers: Handlers | None = None
@@ -236,15 +238,28 @@ class ModelServer:
         }
         return Response(200, orjson.dumps(body), content_type=JSON)
 
-    async def prometheus(self, request: Request) -> Response:
+    def metric_samples(self) -> list:
         model = {"name": self.identity.name, "version": self.identity.version, "sha256": self.identity.sha256,
                  "loaded": "true" if self.handlers else "false"}
         batching = {}
         if self.batcher is not None:
             batching = {"predict_batches_total": self.batcher.batches,
                         "predict_batched_requests_total": self.batcher.batched_requests}
-        text = self.metrics.render(model, self.capture_state(), batching)
-        return Response(200, text.encode(), content_type="text/plain; version=0.0.4; charset=utf-8")
+        return self.metrics.samples(model, self.capture_state(), batching)
+
+    async def share_metrics(self) -> None:
+        """Leaves this worker's samples for the others to show, once a second, until cancelled."""
+        while True:
+            try:
+                self.snapshots.write(self.metric_samples())
+            except OSError as error:
+                log.warning("worker %d: cannot share metrics: %s", self.metrics.worker, error)
+            await asyncio.sleep(SNAPSHOT_SECONDS)
+
+    async def prometheus(self, request: Request) -> Response:
+        workers = self.snapshots.others() if self.snapshots else {}
+        workers[self.metrics.worker] = self.metric_samples()
+        return Response(200, render(workers).encode(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def openapi_json(self, request: Request) -> Response:
         return Response(200, self._openapi, content_type=JSON)
@@ -279,6 +294,7 @@ async def _serve(sock: socket.socket, settings: ServeSettings, worker: int) -> N
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loader = loop.create_task(app.load_model())
+    sharing = loop.create_task(app.share_metrics()) if app.snapshots else None
     await stop.wait()
     log.info("worker %d: stopping: no new connections, finishing requests in progress", worker)
     server.close()
@@ -292,6 +308,8 @@ async def _serve(sock: socket.socket, settings: ServeSettings, worker: int) -> N
     for connection in list(tracker.connections):
         connection.close()
     loader.cancel()
+    if sharing:
+        sharing.cancel()
     await app.stop()
     log.info("worker %d: stopped; capture records written: %s", worker,
              app.capture.written if app.capture else "capture off")

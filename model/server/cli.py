@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import logging
 import os
 import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,7 +124,10 @@ def main(argv: list[str]) -> int:
 
         run_worker(sock, settings)
         return 0
-    return _supervise(sock, settings, args.workers)
+    # The workers leave their metrics here for each other, so that any of them answers for all.
+    shared = Path(tempfile.mkdtemp(prefix="mlship-metrics-"))
+    atexit.register(shutil.rmtree, shared, True)
+    return _supervise(sock, dataclasses.replace(settings, metrics_dir=shared), args.workers)
 
 
 def _spawn(sock: socket.socket, settings, worker: int) -> int:
