@@ -110,11 +110,13 @@ def publish(registry: Registry, release_dir: Path, group: str | None = None, app
         if existing is not None:
             differ = sorted(path for path in manifest["files"].keys() | existing["files"].keys()
                             if manifest["files"].get(path) != existing["files"].get(path))
-            if differ:
+            if differ and not _restated(manifest, existing, differ):
                 raise UserError(f"{name} {version} is already published at {where} with different content "
                                 f"({', '.join(differ)} differ); versions are immutable: package a new version")
             arn = _register(registry, group, manifest, approve) if group else None
-            return Outcome(f"{name} {version} is already published at {where} with the same bytes: nothing to do"
+            same = ("the same model from the same data (its baseline and evaluation files differ only in sketch "
+                    "randomness and time stamps; the published ones stay)" if differ else "the same bytes")
+            return Outcome(f"{name} {version} is already published at {where} with {same}: nothing to do"
                            + (f"\n  model package {arn}" if arn else ""), [], arn)
         previous, note = check_bump(manifest, published_manifests(registry, name), f"published in s3://{registry.bucket}")
         uploaded = []
@@ -135,6 +137,15 @@ def publish(registry: Registry, release_dir: Path, group: str | None = None, app
     if arn:
         lines.append(f"  model package {arn} ({'Approved' if approve else 'PendingManualApproval'})")
     return Outcome("\n".join(lines), uploaded, arn)
+
+
+def _restated(local: dict, published: dict, differ: list[str]) -> bool:
+    """True when only what is computed from the model and its data differs. A baseline's KLL sketches are
+    randomised and an evaluation carries its time, so packaging the same model from the same data again
+    (a rerun CI job) writes other bytes that say the same thing."""
+    return (all(path.startswith(("baseline/", "evaluation/")) for path in differ)
+            and local["model_sha256"] == published["model_sha256"]
+            and local["training_data"]["fingerprint"] == published["training_data"]["fingerprint"])
 
 
 def verified_manifest(release_dir: Path) -> dict:

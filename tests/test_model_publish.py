@@ -82,6 +82,19 @@ def test_different_bytes_under_a_published_version_are_refused(registry, release
     assert {k: registry.s3.get_object(Bucket=BUCKET, Key=k)["ETag"] for k in keys(registry)} == before
 
 
+def test_the_same_model_packaged_again_is_already_published(registry, releases, tmp_path):
+    # A rerun CI job trains the same model from the same data; its baseline sketches and evaluation
+    # time differ, its model does not: publishing it again succeeds and changes nothing.
+    _, release, _ = releases
+    publish(registry, release)
+    again = build_release(tmp_path)
+    assert (again / "baseline/statistics.json").read_bytes() != (release / "baseline/statistics.json").read_bytes()
+    before = {k: registry.s3.get_object(Bucket=BUCKET, Key=k)["ETag"] for k in keys(registry)}
+    outcome = publish(registry, again)
+    assert outcome.uploaded == [] and "the same model from the same data" in outcome.summary
+    assert {k: registry.s3.get_object(Bucket=BUCKET, Key=k)["ETag"] for k in keys(registry)} == before
+
+
 def test_failure_between_uploads_leaves_no_version_and_a_rerun_completes(registry, releases):
     _, release, _ = releases
     calls = []
