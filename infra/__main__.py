@@ -188,6 +188,7 @@ if s.github:
         ec2_host=host.host_address if s.enabled("ec2") else None,
         ec2_user=host.ssh_user if s.enabled("ec2") else None,
         docker_compose_dir=host.compose_dir if s.enabled("ec2") else None,
+        variables={"ARTIFACTS_BUCKET": storage.artifacts.name, "MODEL_PACKAGE_GROUP": registry.group_name},
         tags=tags), opts=pulumi.ResourceOptions(providers=[github_provider]))
     # A preview reads the deployed version's baseline (the drift alarms follow its features);
     # ReadOnlyAccess cannot decrypt it, so the preview role may read exactly that, through S3.

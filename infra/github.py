@@ -5,7 +5,9 @@ GitHub Actions, a read-only role that pull-request previews assume, a deploy rol
 jobs running in this stack's GitHub environment can assume, that environment (with required
 reviewers where the stack asks for them), and the Actions environment secrets and variables
 the workflows read: EC2_HOST, EC2_USER, DOCKER_COMPOSE_DIR, EC2_SSH_KEY (when the stack
-generated the key) and AWS_ROLE_ARN, plus the repository variable PREVIEW_ROLE_ARN_<STACK>.
+generated the key), AWS_ROLE_ARN and the stack's own values (ARTIFACTS_BUCKET and
+MODEL_PACKAGE_GROUP, so a job in the environment publishes where that stack deploys from),
+plus the repository variable PREVIEW_ROLE_ARN_<STACK>.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class GitHubDeliveryArgs:
     ec2_user: Optional[pulumi.Input[str]] = None
     docker_compose_dir: Optional[pulumi.Input[str]] = None
     ec2_ssh_key: Optional[pulumi.Input[str]] = None  # only when the stack generated the key pair
+    # Actions variables of the environment, by name (the stack's artifacts bucket, its registry group).
+    variables: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     main_branch: str = "main"
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -155,9 +159,10 @@ class GitHubDelivery(pulumi.ComponentResource):
             opts=child)
         in_environment = pulumi.ResourceOptions(parent=self, depends_on=[environment])
 
-        github.ActionsEnvironmentVariable(
-            f"{name}-aws-role-arn", repository=args.name, environment=args.environment,
-            variable_name="AWS_ROLE_ARN", value=deploy.arn, opts=in_environment)
+        for variable_name, value in {"AWS_ROLE_ARN": deploy.arn, **args.variables}.items():
+            github.ActionsEnvironmentVariable(
+                f"{name}-{variable_name.lower().replace('_', '-')}", repository=args.name, environment=args.environment,
+                variable_name=variable_name, value=value, opts=in_environment)
         secrets = {"EC2_HOST": args.ec2_host, "EC2_USER": args.ec2_user,
                    "DOCKER_COMPOSE_DIR": args.docker_compose_dir, "EC2_SSH_KEY": args.ec2_ssh_key}
         for secret_name, value in secrets.items():

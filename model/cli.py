@@ -44,16 +44,20 @@ def _parser() -> argparse.ArgumentParser:
                             ("package", "write dist/<name>-<version>/ (model.tar.gz, manifest, baseline)")):
         _settings_options(commands.add_parser(name, help=help_text))
     for name, help_text in (("publish", "upload a packaged version to S3 and register it"),
+                            ("fetch", "download a published version into dist/<name>-<version>/ (to publish it elsewhere)"),
                             ("list", "show the published versions")):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--bucket", required=True, help="artifacts bucket")
         sub.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
         sub.add_argument("--endpoint-url", default=None, help="S3/SageMaker endpoint, for emulators such as moto")
-        sub.add_argument("--group", default=None, help="Model Package Group to register in / read approvals from (default: the model's name)")
+        if name != "fetch":
+            sub.add_argument("--group", default=None, help="Model Package Group to register in / read approvals from (default: the model's name)")
         if name == "publish":
             _settings_options(sub)
             sub.add_argument("--approve", action="store_true", help="register as Approved (default PendingManualApproval)")
             sub.add_argument("--no-register", action="store_true", help="upload to S3 only, no Model Package")
+        elif name == "fetch":
+            _settings_options(sub)
         else:
             sub.add_argument("--name", help="model name (default: churn)")
     return parser
@@ -122,6 +126,15 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    from model.publish import Registry, fetch
+
+    settings = _settings(args)
+    registry = Registry.connect(args.bucket, args.region, args.endpoint_url)
+    print(fetch(registry, settings.name, settings.version, settings.distdir).summary)
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from model.publish import Registry, list_versions
 
@@ -138,4 +151,5 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "package": _package, "publish": _publish, "list": _list}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "package": _package, "publish": _publish, "fetch": _fetch,
+            "list": _list}

@@ -7,6 +7,8 @@ A published version is immutable and exists exactly when its manifest.json does:
   4. upload every file (skipping ones already there with the same sha256, so a rerun is cheap),
      then manifest.json last: an interrupted publish leaves no visible version, a rerun completes it;
   5. register a Model Package (metrics, drift-check baselines) in the group, once per version.
+Fetch is the way back: a published version into dist/<name>-<version>/, every file checked against
+the published manifest, e.g. to publish the same bytes into another stack's bucket (promotion).
 Transient S3 and SageMaker errors (throttling, 5xx, dropped connections) are retried with
 exponential backoff by botocore's standard retry mode.
 """
@@ -23,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from mlship.errors import UserError
-from model.files import sha256_file
+from model.files import atomic_dir, sha256_file
 from model.package import MANIFEST, TARBALL
 from model.settings import Version
 from model.versioning import check_bump
@@ -137,6 +139,37 @@ def publish(registry: Registry, release_dir: Path, group: str | None = None, app
     if arn:
         lines.append(f"  model package {arn} ({'Approved' if approve else 'PendingManualApproval'})")
     return Outcome("\n".join(lines), uploaded, arn)
+
+
+def fetch(registry: Registry, name: str, version: str, release_dir: Path) -> Outcome:
+    """Downloads a published version into release_dir, checking every file against the published manifest."""
+    where = registry.uri(registry.key(name, version))
+    try:
+        published = registry.read_json(registry.key(name, version, MANIFEST))
+        if published is None:
+            versions = sorted(published_manifests(registry, name), key=Version.parse)
+            raise UserError(f"{name} {version} is not published at {where}; published versions: {', '.join(versions) or 'none'}")
+        if release_dir.exists():
+            local = release_dir / MANIFEST
+            if local.is_file() and json.loads(local.read_text())["files"] == published["files"]:
+                verified_manifest(release_dir)
+                return Outcome(f"{release_dir}/ already holds {name} {version} as published: nothing to do", [], None)
+            raise UserError(f"{release_dir} exists and is not {name} {version} as published at {where}; move it away first")
+        with atomic_dir(release_dir) as out:
+            for path, digest in sorted(published["files"].items()):
+                key = registry.key(name, version, path)
+                log.info("downloading %s", registry.uri(key))
+                (out / path).parent.mkdir(parents=True, exist_ok=True)
+                registry.s3.download_file(registry.bucket, key, str(out / path))
+                if sha256_file(out / path) != digest:
+                    raise UserError(f"{registry.uri(key)} does not match its sha256 in the published manifest; "
+                                    "the published copy is damaged: publish the version again from its release folder")
+            registry.s3.download_file(registry.bucket, registry.key(name, version, MANIFEST), str(out / MANIFEST))
+    except (ClientError, BotoCoreError) as error:
+        raise _aws_error(error, where) from None
+    files = sorted(published["files"])
+    return Outcome(f"fetched {name} {version} from {where} into {release_dir}/ ({len(files) + 1} files, "
+                   "every sha256 checked against the published manifest)", files, None)
 
 
 def _restated(local: dict, published: dict, differ: list[str]) -> bool:

@@ -367,6 +367,12 @@ def test_github_delivery_is_composed_from_the_stack(run):
                for x in plan.of_type("github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret")}
     assert secrets == {"EC2_HOST": plan.outputs["ec2_host"], "EC2_USER": s.ec2.ssh_user,
                        "DOCKER_COMPOSE_DIR": s.ec2.compose_dir}
+    # A job in this stack's environment publishes where this stack deploys from (the promote workflow).
+    variables = {x.inputs["variableName"]: x.inputs["value"]
+                 for x in plan.of_type("github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")}
+    assert variables.pop("AWS_ROLE_ARN").endswith("github-deploy")
+    assert variables == {"ARTIFACTS_BUCKET": plan.outputs["artifacts_bucket"],
+                         "MODEL_PACKAGE_GROUP": plan.outputs["model_package_group"]}
     if s.production:
         assert environment.inputs["reviewers"] == [{"users": list(s.github.reviewer_user_ids),
                                                     "teams": list(s.github.reviewer_team_ids)}]

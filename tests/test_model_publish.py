@@ -201,3 +201,38 @@ def test_list_and_publish_without_credentials_say_so_in_one_line(releases, capsy
         assert mlship(command, *where) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "no AWS credentials found" in err and "Traceback" not in err
+
+
+def test_fetch_brings_back_the_published_bytes_to_publish_them_elsewhere(registry, releases, tmp_path, capsys, monkeypatch):
+    # Promotion: a version published into dev's bucket is fetched and published into prod's, byte for byte.
+    _, release, _ = releases
+    publish(registry, release, group=GROUP)
+    registry.s3.create_bucket(Bucket="prod-artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+    monkeypatch.chdir(tmp_path)
+    fetched = tmp_path / "dist" / "churn-1.0.0"
+    assert mlship("fetch", "--bucket", BUCKET, "--region", REGION, "--version", "1.0.0") == 0
+    assert "fetched churn 1.0.0" in capsys.readouterr().out
+    files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    assert {p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file()} == files
+    assert all((fetched / f).read_bytes() == (release / f).read_bytes() for f in files)
+    assert mlship("fetch", "--bucket", BUCKET, "--region", REGION, "--version", "1.0.0") == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert mlship("publish", "--bucket", "prod-artifacts", "--region", REGION, "--version", "1.0.0",
+                  "--group", "prod-churn", "--approve") == 0
+    assert "Approved" in capsys.readouterr().out
+    prod = Registry.connect("prod-artifacts", REGION, None)
+    assert [v.version for v in list_versions(prod, "churn", "prod-churn")] == ["1.0.0"]
+
+
+def test_fetch_refuses_what_is_not_published_or_damaged(registry, releases, tmp_path, capsys, monkeypatch):
+    _, release, _ = releases
+    publish(registry, release)
+    monkeypatch.chdir(tmp_path)
+    where = ["--bucket", BUCKET, "--region", REGION]
+    assert mlship("fetch", *where, "--version", "9.9.9") == 2
+    err = capsys.readouterr().err
+    assert "churn 9.9.9 is not published" in err and "published versions: 1.0.0" in err
+    registry.s3.put_object(Bucket=BUCKET, Key="models/churn/1.0.0/baseline/statistics.json", Body=b"{}")
+    assert mlship("fetch", *where, "--version", "1.0.0") == 2
+    assert "statistics.json does not match its sha256" in capsys.readouterr().err
+    assert not (tmp_path / "dist" / "churn-1.0.0").exists()  # nothing partial

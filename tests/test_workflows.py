@@ -41,7 +41,7 @@ def steps_text(job: dict) -> str:
 
 
 def test_the_expected_workflows_exist():
-    assert [f.name for f in FILES] == ["deploy.yml", "model.yml", "preview.yml", "review-comment.yml", "tests.yml"]
+    assert [f.name for f in FILES] == ["deploy.yml", "model.yml", "preview.yml", "promote.yml", "review-comment.yml", "tests.yml"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
@@ -172,6 +172,28 @@ def test_model_workflow_triggers_steps_and_ec2_secrets():
     for name, job in jobs.items():
         if name != "deploy-ec2":
             assert not set(re.findall(r"secrets\.([A-Z0-9_]+)", json.dumps(job))) & EC2_SECRETS, name
+
+
+def test_promotion_fetches_from_dev_publishes_to_prod_after_approval_and_bumps_prod():
+    workflow = load("promote.yml")
+    on = triggers(workflow)
+    assert set(on) == {"workflow_dispatch"} and on["workflow_dispatch"]["inputs"]["version"]["required"] is True
+    jobs = workflow["jobs"]
+    assert jobs["fetch"]["environment"] == "dev" and "mlship model fetch" in steps_text(jobs["fetch"])
+    publish = jobs["publish"]
+    assert publish["needs"] == "fetch" and publish["environment"] == "production"
+    assert "mlship model publish" in steps_text(publish) and "--approve" in steps_text(publish)
+    # Bucket and group come from each job's environment, where the stack put its own (infra/github.py).
+    for job in (jobs["fetch"], publish):
+        assert "vars.ARTIFACTS_BUCKET" in json.dumps(job)
+    assert "vars.MODEL_PACKAGE_GROUP" in json.dumps(publish)
+    bump = steps_text(jobs["bump"])
+    assert "Pulumi.prod.yaml" in bump and "Pulumi.dev.yaml" not in bump and "gh pr create" in bump
+    # The version typed by a person reaches shell only through the environment, never the script text.
+    for job in jobs.values():
+        for step in job["steps"]:
+            assert "inputs." not in str(step.get("run", "")), step.get("name")
+    assert "secrets." not in json.dumps(workflow)
 
 
 def test_zizmor_reports_nothing():
