@@ -139,6 +139,14 @@ def test_model_version_bump(tmp_path):
     assert f"carried by `{MODEL}` **churn-model**" in markdown
 
 
+def test_a_version_at_the_end_of_a_sentence_is_the_same_version(tmp_path):
+    # The dashboard's text says "... model churn@1.2.0." : the full stop is not part of the version.
+    old = {"dashboardBody": json.dumps({"widgets": [{"properties": {"markdown": "Serving model churn@1.2.0."}}]})}
+    new = {"dashboardBody": old["dashboardBody"].replace("1.2.0", "1.3.0")}
+    doc = document(step("update", "aws:cloudwatch/dashboard:Dashboard", "dashboard", old, new, diff={"dashboardBody": "update"}))
+    assert attention(review(doc, tmp_path)) == ["[dev] Model **churn** 1.2.0 → **1.3.0**"]
+
+
 def test_instance_type_change_shows_monthly_cost(tmp_path):
     doc = document(step("update", INSTANCE, "server", old={"instanceType": "t3.small", "ami": "ami-1"},
                         new={"instanceType": "t3.large", "ami": "ami-1"}, diff={"instanceType": "update"}))

@@ -429,10 +429,10 @@ RULES: list[Rule] = [
          (ENDPOINT_CONFIG,), sagemaker_data_capture),
     Rule("sagemaker-endpoint-kms", "Instance-backed endpoint configurations encrypt with KMS.", MANDATORY,
          (ENDPOINT_CONFIG,), sagemaker_kms),
-    # Production guards: mandatory by default; dev disables them in infra/policy/config/dev.json.
+    # A production guard: mandatory by default; dev disables it in infra/policy/config/dev.json.
     Rule("sagemaker-rollback-alarms", "Real-time endpoints roll back automatically on alarms (prod).", MANDATORY,
          stack_check=sagemaker_rollback_alarms),
-    Rule("sagemaker-monitoring-schedule", "Every real-time endpoint has a monitoring schedule (prod).", MANDATORY,
+    Rule("sagemaker-monitoring-schedule", "Every real-time endpoint has a monitoring schedule.", MANDATORY,
          stack_check=sagemaker_monitoring_schedule),
 ]
 

@@ -57,8 +57,9 @@ POLICY_ATTACHMENTS = {"aws:iam/rolePolicyAttachment:RolePolicyAttachment",
                       "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
                       "aws:iam/policyAttachment:PolicyAttachment"}
 BROAD_MANAGED_POLICY = re.compile(r"(AdministratorAccess|PowerUserAccess|IAMFullAccess|FullAccess)$")
+# A version ends in a letter or digit: "churn@1.0.0." at the end of a sentence names 1.0.0.
 MODEL_REFERENCE = re.compile(r"models/(?P<name>[A-Za-z0-9_.-]+)/(?P<version>\d[\w.+-]*)/"
-                             r"|(?P<name2>[A-Za-z][A-Za-z0-9_-]*)@(?P<version2>\d+(?:\.\d+)*[\w.+-]*)")
+                             r"|(?P<name2>[A-Za-z][A-Za-z0-9_-]*)@(?P<version2>\d+(?:\.\d+)*(?:[\w.+-]*[A-Za-z0-9])?)")
 
 # Attention categories, in the order a reviewer reads them.
 CATEGORIES = {
