@@ -19,6 +19,7 @@ from infra.settings import ModelRef
 
 STATISTICS = "baseline/statistics.json"
 CONSTRAINTS = "baseline/constraints.json"
+PREDICTIONS = "baseline/prediction_statistics.json"
 DRIFT_METRIC_PREFIX = "feature_baseline_drift_"
 
 
@@ -28,6 +29,11 @@ def statistics_uri(bucket: pulumi.Input[str], model: ModelRef) -> pulumi.Output[
 
 def constraints_uri(bucket: pulumi.Input[str], model: ModelRef) -> pulumi.Output[str]:
     return pulumi.Output.concat("s3://", bucket, "/", model.key(CONSTRAINTS))
+
+
+def prediction_statistics_uri(bucket: pulumi.Input[str], model: ModelRef) -> pulumi.Output[str]:
+    """The model's output baseline, which only mlship's own monitor image reads (AWS's analyzer has no use for it)."""
+    return pulumi.Output.concat("s3://", bucket, "/", model.key(PREDICTIONS))
 
 
 def drift_metrics(body: str, where: str) -> list[str]:

@@ -20,7 +20,7 @@ import pulumi_aws as aws
 import pulumi_aws_native as aws_native
 
 from infra import iam
-from infra.baseline import constraints_uri, statistics_uri
+from infra.baseline import constraints_uri, prediction_statistics_uri, statistics_uri
 from infra.models import image_repository_arn
 from infra.settings import ModelRef, MonitoringSettings
 
@@ -102,7 +102,12 @@ class ModelMonitor(pulumi.ComponentResource):
         # the old one (still in use until then) is deleted.
         self.data_quality = aws.sagemaker.DataQualityJobDefinition(
             f"{name}-data-quality",
-            data_quality_app_specification={"image_uri": self.image_uri},
+            data_quality_app_specification={
+                "image_uri": self.image_uri,
+                # mlship's monitor also measures prediction drift, from a file SageMaker does not mount.
+                **({"environment": {"MLSHIP_PREDICTION_BASELINE": prediction_statistics_uri(args.artifacts_bucket, args.model)}}
+                   if s.image else {}),
+            },
             data_quality_baseline_config={
                 "statistics_resource": {"s3_uri": statistics_uri(args.artifacts_bucket, args.model)},
                 "constraints_resource": {"s3_uri": constraints_uri(args.artifacts_bucket, args.model)},

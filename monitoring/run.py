@@ -62,10 +62,10 @@ class Baseline:
         return cls.from_files(folder / formats.STATISTICS_FILE, folder / formats.CONSTRAINTS_FILE)
 
     @classmethod
-    def from_files(cls, statistics_path: Path, constraints_path: Path) -> Baseline:
+    def from_files(cls, statistics_path: Path, constraints_path: Path, prediction_statistics: Path | None = None) -> Baseline:
         """statistics.json and constraints.json; multivariate.json, model_quality_constraints.json and
-        prediction_statistics.json are looked for beside either (a SageMaker job mounts the two in
-        separate folders)."""
+        prediction_statistics.json (unless given) are looked for beside either (a SageMaker job mounts
+        the two in separate folders)."""
         statistics = formats.read_statistics(statistics_path)
         constraints = formats.read_constraints(constraints_path)
         if not statistics.features:
@@ -74,6 +74,7 @@ class Baseline:
         quality_path, pca_path, prediction_path = (
             next((f / name for f in folders if (f / name).is_file()), None)
             for name in (formats.MODEL_QUALITY_CONSTRAINTS_FILE, multivariate.FILE, formats.PREDICTION_STATISTICS_FILE))
+        prediction_path = prediction_statistics or prediction_path
         if prediction_path and not any(f.name in OUTPUT_FEATURES for f in statistics.features):
             outputs = [f for f in formats.read_statistics(prediction_path).features if f.name in OUTPUT_FEATURES]
             statistics = formats.Statistics(statistics.item_count, statistics.features + outputs)

@@ -123,6 +123,7 @@ def test_baselines_are_the_deployed_versions_files_and_results_are_encrypted(run
     assert data.inputs["stoppingCondition"]["maxRuntimeInSeconds"] == s.monitoring.max_runtime_seconds
     image = data.inputs["dataQualityAppSpecification"]["imageUri"]
     assert s.monitoring.image is None and re.fullmatch(r"\d{12}\.dkr\.ecr\.eu-west-1\.amazonaws\.com/sagemaker-model-monitor-analyzer", image)
+    assert "environment" not in data.inputs["dataQualityAppSpecification"]  # AWS's analyzer needs nothing more
 
     (quality,) = plan.of_type(MODEL_QUALITY)
     assert quality.inputs["modelQualityAppSpecification"] == {"imageUri": image, "problemType": "BinaryClassification"}
@@ -432,6 +433,10 @@ def test_mlships_own_monitor_image_instead_of_the_analyzer(tmp_path):
     (quality,) = plan.of_type(MODEL_QUALITY)
     assert data.inputs["dataQualityAppSpecification"]["imageUri"] == image == plan.outputs["monitor_image"]
     assert quality.inputs["modelQualityAppSpecification"]["imageUri"] == image
+    # mlship's monitor reads the deployed version's output baseline itself (SageMaker mounts only two files).
+    statistics = data.inputs["dataQualityBaselineConfig"]["statisticsResource"]["s3Uri"]
+    assert data.inputs["dataQualityAppSpecification"]["environment"] == {
+        "MLSHIP_PREDICTION_BASELINE": statistics.replace("statistics.json", "prediction_statistics.json")}
     document = policy(next(p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
                            if p.name == "realtime-monitor-role-permissions").inputs["policy"])
     pull = next(statement for statement in document["Statement"] if statement["Sid"] == "PullMonitorImage")

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from mlship.cli import main as mlship
 from monitoring import formats, publish, synthetic
-from monitoring.baseline import write_baseline
+from monitoring.baseline import write_baseline, write_prediction_baseline
 from monitoring.run import RunOptions, metric_names, run
 from monitoring.sources import S3Access
 
@@ -123,16 +123,15 @@ def test_reads_capture_from_an_s3_prefix(aws, baseline, tmp_path):
     assert result.summary["records"] == 3_000 and result.violations == []
 
 
-def test_byoc_entrypoint_reads_the_container_contract(baseline, tmp_path, monkeypatch):
-    # The folder tree as a SageMaker processing job mounts it.
+def _sagemaker_mounts(tmp_path: Path, baseline: Path, window, monkeypatch) -> Path:
+    """The folder tree and environment of a SageMaker processing job; returns the output folder."""
     endpoint_root = tmp_path / "opt/ml/processing/input/endpoint"
-    synthetic.write_capture(endpoint_root, synthetic.frame(2_000, seed=5, drift=["f2"]), START, endpoint="churn-prod")
+    synthetic.write_capture(endpoint_root, window, START, endpoint="churn-prod")
     stats_dir, constraints_dir = tmp_path / "opt/ml/processing/baseline/stats", tmp_path / "opt/ml/processing/baseline/constraints"
     stats_dir.mkdir(parents=True)
     constraints_dir.mkdir(parents=True)
     (stats_dir / "statistics.json").write_bytes((baseline / "statistics.json").read_bytes())
     (constraints_dir / "constraints.json").write_bytes((baseline / "constraints.json").read_bytes())
-    metrics_root = tmp_path / "opt/ml/output/metrics/cloudwatch"
     env = {
         "dataset_format": '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}',
         "dataset_source": str(endpoint_root / "churn-prod/AllTraffic/2026/01/02/03"),
@@ -144,20 +143,45 @@ def test_byoc_entrypoint_reads_the_container_contract(baseline, tmp_path, monkey
         "publish_cloudwatch_metrics": "Enabled",
         "sagemaker_endpoint_name": "churn-prod",
         "sagemaker_monitoring_schedule_name": "churn-hourly",
-        "MLSHIP_METRICS_ROOT": str(metrics_root),
+        "MLSHIP_METRICS_ROOT": str(tmp_path / "opt/ml/output/metrics/cloudwatch"),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    return tmp_path / "opt/ml/processing/resultdata"
+
+
+def test_byoc_entrypoint_reads_the_container_contract(baseline, tmp_path, monkeypatch):
+    out = _sagemaker_mounts(tmp_path, baseline, synthetic.frame(2_000, seed=5, drift=["f2"]), monkeypatch)
+    monkeypatch.delenv("MLSHIP_PREDICTION_BASELINE", raising=False)
     assert mlship(["monitor", "byoc"]) == 0  # violations are findings, not a failed job
-    out = tmp_path / "opt/ml/processing/resultdata"
     assert {"statistics.json", "constraint_violations.json", "drift.json", "summary.json"} <= {p.name for p in out.iterdir()}
     violations = formats.read_violations(out / "constraint_violations.json")
     assert [(v.feature_name, v.constraint_check_type) for v in violations] == [("f2", "baseline_drift_check")]
+    metrics_root = tmp_path / "opt/ml/output/metrics/cloudwatch"
     lines = [json.loads(line) for line in (metrics_root / "metrics.jsonl").read_text().splitlines()]
     drift = next(line for line in lines if line["MetricName"] == "feature_baseline_drift_f2")
     assert drift["Namespace"] == "aws/sagemaker/Endpoints/data-metrics" and drift["Value"] > 0.1
     assert drift["Dimensions"] == [{"Name": "Endpoint", "Value": "churn-prod"}, {"Name": "MonitoringSchedule", "Value": "churn-hourly"}]
     assert isinstance(drift["Timestamp"], int)
+
+
+def test_byoc_reads_the_prediction_baseline_the_schedule_names(aws, baseline, tmp_path, monkeypatch):
+    # The schedule's environment names prediction_statistics.json in S3 (infra/model_monitor.py);
+    # a name that leads nowhere costs prediction drift only, never the data checks.
+    training = synthetic.frame(5_000, seed=1)
+    write_prediction_baseline(*synthetic.predict(training), tmp_path / "published")
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+    key = "models/churn/1.0.0/baseline/prediction_statistics.json"
+    boto3.client("s3", region_name=REGION).upload_file(str(tmp_path / "published" / formats.PREDICTION_STATISTICS_FILE), "artifacts", key)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    for run_name, source, expected in (("named", f"s3://artifacts/{key}", ["probability", "label"]),
+                                       ("missing", "s3://artifacts/models/churn/9.9.9/baseline/prediction_statistics.json", [])):
+        out = _sagemaker_mounts(tmp_path / run_name, baseline, synthetic.frame(2_000, seed=5), monkeypatch)
+        monkeypatch.setenv("MLSHIP_PREDICTION_BASELINE", source)
+        assert mlship(["monitor", "byoc"]) == 0
+        detail = json.loads((out / "drift.json").read_text())
+        assert [d["name"] for d in detail["prediction"]] == expected, run_name
+        assert json.loads((out / "summary.json").read_text())["rows"] == 2_000
 
 
 def test_byoc_refuses_an_incomplete_contract(monkeypatch, capsys):
