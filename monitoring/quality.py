@@ -118,6 +118,12 @@ def _metrics(probability: np.ndarray, predicted: np.ndarray, actual: np.ndarray)
     }
 
 
+def _spread(values: list[float]) -> float:
+    """Standard deviation of the defined values; NaN when none is (AUC of samples with one class only)."""
+    finite = [value for value in values if np.isfinite(value)]
+    return float(np.std(finite)) if finite else float("nan")
+
+
 def evaluate(matched: np.ndarray, seed: int = 0) -> tuple[dict[str, tuple[float, float]], dict[str, dict[str, int]]]:
     """Metrics as (value, bootstrap standard deviation) and the confusion matrix (actual -> predicted -> count)."""
     probability, predicted, actual = matched[:, 0], matched[:, 1], matched[:, 2]
@@ -125,7 +131,7 @@ def evaluate(matched: np.ndarray, seed: int = 0) -> tuple[dict[str, tuple[float,
     rng = np.random.default_rng(seed)
     size = min(len(actual), BOOTSTRAP_ROWS)
     samples = [_metrics(*matched[rng.integers(0, len(actual), size)].T) for _ in range(BOOTSTRAP_ROUNDS)]
-    metrics = {name: (value, float(np.nanstd([s[name] for s in samples]))) for name, value in values.items()}
+    metrics = {name: (value, _spread([s[name] for s in samples])) for name, value in values.items()}
     confusion = {str(a): {str(p): int(np.sum((actual == a) & (predicted == p))) for p in (0, 1)} for a in (0, 1)}
     return metrics, confusion
 

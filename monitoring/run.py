@@ -179,10 +179,12 @@ def scan(options: RunOptions, baseline: Baseline, truth: dict[str, list[int]] | 
     return window
 
 
-def read_truth(location: str, access: S3Access) -> tuple[dict[str, list[int]], dict[str, int]]:
+def read_truth(location: str, access: S3Access, since: datetime | None = None) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """Ground truth by inference id. Labels come after their predictions, so with a window start only
+    the hourly folders from that hour on are read (files outside the hourly layout always are)."""
     truth: dict[str, list[int]] = {}
     problems: dict[str, int] = {}
-    for file, _ in list_files(Location.parse(location, "ground truth"), access):
+    for file, _ in list_files(Location.parse(location, "ground truth"), access, since):
         for lines in read_chunks(file, access):
             quality.read_ground_truth(lines, truth, problems)
     return truth, problems
@@ -193,7 +195,7 @@ def run(options: RunOptions, baseline: Baseline | None = None) -> RunResult:
     baseline = baseline or Baseline.read(options.baseline)
     if options.start and options.end and options.start >= options.end:
         raise UserError(f"--start {options.start:%Y-%m-%dT%H:%M:%SZ} is not before --end {options.end:%Y-%m-%dT%H:%M:%SZ}")
-    truth, truth_problems = read_truth(options.ground_truth, options.access) if options.ground_truth else (None, {})
+    truth, truth_problems = read_truth(options.ground_truth, options.access, options.start) if options.ground_truth else (None, {})
     window = scan(options, baseline, truth)
     for reason, count in truth_problems.items():
         window.count(reason, count)

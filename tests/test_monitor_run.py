@@ -16,7 +16,7 @@ from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
 from mlship.cli import main as mlship
-from monitoring import formats, synthetic
+from monitoring import formats, quality, synthetic
 from monitoring.baseline import write_baseline, write_prediction_baseline
 from monitoring.capture import CapturedPayload, CaptureRecord
 from monitoring.run import RunOptions, run
@@ -205,6 +205,24 @@ def test_multi_row_payloads_and_inference_ids_match_ground_truth(baseline, tmp_p
     assert result.summary["records"] == 3 and result.summary["rows"] == 4
     assert result.summary["model_quality"]["rows_with_ground_truth"] == 4
     assert result.summary["model_quality"]["accuracy"] == pytest.approx(0.75)
+
+
+def test_a_window_reads_ground_truth_from_its_start_hour_on(baseline, tmp_path):
+    # Labels arrive after their predictions: hourly folders before the window cannot hold them.
+    lines = [CaptureRecord.new(CapturedPayload("text/csv", row, "CSV"), CapturedPayload("text/csv", "0.9,1", "CSV"),
+                               inference_id=f"r{i}", at=START).to_line()
+             for i, row in enumerate(synthetic.csv_rows(synthetic.frame(4, seed=11)))]
+    (tmp_path / "capture.jsonl").write_bytes(b"".join(lines))
+    truth = tmp_path / "truth"
+    for hour, ids in (("2026/01/02/02", ["r0", "r1"]), ("2026/01/02/05", ["r2", "r3"])):  # before, after the window
+        (truth / hour).mkdir(parents=True)
+        (truth / hour / "labels.jsonl").write_bytes(b"".join(quality.ground_truth_line(i, [1]) for i in ids))
+    windowed = run(RunOptions(capture=str(tmp_path / "capture.jsonl"), baseline=baseline, out=tmp_path / "w",
+                              start=START, ground_truth=str(truth), workers=1))
+    assert windowed.summary["model_quality"]["rows_with_ground_truth"] == 2
+    everything = run(RunOptions(capture=str(tmp_path / "capture.jsonl"), baseline=baseline, out=tmp_path / "all",
+                                ground_truth=str(truth), workers=1))
+    assert everything.summary["model_quality"]["rows_with_ground_truth"] == 4
 
 
 def test_stray_quotes_and_non_utf8_bytes_lose_no_rows(baseline, tmp_path):
