@@ -75,10 +75,9 @@ def write_prediction_baseline(probability: np.ndarray, label: np.ndarray, out_di
 def feature_statistics(name: str, column: pandas.Series) -> FeatureStatistics:
     """Integer and boolean columns are Integral, float columns Fractional (as Deequ infers
     from their CSV text: `10.0` is fractional), anything else String."""
-    if pandas.api.types.is_bool_dtype(column) or pandas.api.types.is_integer_dtype(column):
-        return _numeric_statistics(name, column.astype("float64").to_numpy(na_value=np.nan), integral=True)
-    if pandas.api.types.is_numeric_dtype(column):
-        return _numeric_statistics(name, column.astype("float64").to_numpy(na_value=np.nan), integral=False)
+    integral = pandas.api.types.is_bool_dtype(column) or pandas.api.types.is_integer_dtype(column)
+    if integral or pandas.api.types.is_numeric_dtype(column):
+        return _numeric_statistics(name, column.astype("float64").to_numpy(na_value=np.nan), integral)
     return _string_statistics(name, column)
 
 

@@ -167,14 +167,15 @@ print(json.dumps({"rows": len(current), "reference_rows": len(reference), "secon
 _IN_MEMORY_RUNNER = r'''
 import io, json, sys, time
 from pathlib import Path
-import orjson, pandas as pd
+import pandas as pd
+from monitoring.capture import parse_line
 from monitoring.run import Baseline, RunOptions, evaluate
 from monitoring.window import Window
 workdir, capture, baseline_dir = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 rows = []
 for path in sorted(capture.rglob("*.jsonl")):
     with open(path, "rb") as handle:
-        rows += [orjson.loads(line)["captureData"]["endpointInput"]["data"] for line in handle]
+        rows += [parse_line(line).input.text() for line in handle]
 current = pd.read_csv(io.StringIO("\n".join(rows)), header=None)
 del rows
 baseline = Baseline.read(baseline_dir)

@@ -265,15 +265,16 @@ class Window:
             self.capture_counts[key] = self.capture_counts.get(key, 0) + value
 
     def add_inputs(self, csv_payloads: list[str], json_payloads: list[str]) -> None:
-        for numeric in (self.inputs.add_csv(csv_payloads), self.inputs.add_rows(self._json_rows(json_payloads, self.inputs, "instances"))):
-            if numeric is not None and self.pca_columns is not None:
-                self.pca_errors.add(self.pca.errors(np.column_stack([numeric[j] for j in self.pca_columns])), 0)
+        self._add_reconstruction_errors(self.inputs.add_csv(csv_payloads))
+        self._add_reconstruction_errors(self.inputs.add_rows(self._json_rows(json_payloads, self.inputs, "instances")))
 
     def add_input_frame(self, frame: pandas.DataFrame) -> None:
         """Rows already in memory, columns in baseline feature order (names are not read)."""
         self.records += len(frame)
-        numeric = self.inputs._add(frame.set_axis(range(frame.shape[1]), axis=1))
-        if self.pca_columns is not None:
+        self._add_reconstruction_errors(self.inputs._add(frame.set_axis(range(frame.shape[1]), axis=1)))
+
+    def _add_reconstruction_errors(self, numeric: dict[int, np.ndarray] | None) -> None:
+        if numeric is not None and self.pca_columns is not None:
             self.pca_errors.add(self.pca.errors(np.column_stack([numeric[j] for j in self.pca_columns])), 0)
 
     def add_outputs(self, csv_payloads: list[str], json_payloads: list[str]) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from model.files import write_atomic
 
 log = logging.getLogger("mlship.serve")
 
@@ -104,9 +105,7 @@ class SharedSnapshots:
         self.path = self.folder / f"worker-{worker}.json"
 
     def write(self, samples: list[Sample]) -> None:
-        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(samples))
-        os.replace(temporary, self.path)  # readers see the old snapshot or the new one, never half
+        write_atomic(self.path, json.dumps(samples).encode())  # readers see the old snapshot or the new one
 
     def others(self) -> dict[int, list[Sample]]:
         found: dict[int, list[Sample]] = {}
