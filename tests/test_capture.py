@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from conftest import MONITOR_FIXTURES, SHARED_MONITOR_FIXTURES
+
 from monitoring.capture import CapturedPayload, CaptureFormatError, CaptureRecord, file_name, hour_folder, parse_line
 
 
@@ -70,3 +72,11 @@ def test_capture_paths_follow_sagemaker_layout():
     assert str(hour_folder("churn", "AllTraffic", at)) == "churn/AllTraffic/2026/03/04/05"
     name = file_name(at)
     assert name.startswith("06-07-890-") and name.endswith(".jsonl")
+
+
+@pytest.mark.skipif(not SHARED_MONITOR_FIXTURES.is_dir(), reason="no ../shared beside this checkout to compare with")
+def test_the_copied_aws_files_are_unchanged():
+    shared = sorted(p.name for p in SHARED_MONITOR_FIXTURES.iterdir())
+    assert sorted(p.name for p in MONITOR_FIXTURES.iterdir()) == shared
+    for name in shared:
+        assert (MONITOR_FIXTURES / name).read_bytes() == (SHARED_MONITOR_FIXTURES / name).read_bytes(), name
